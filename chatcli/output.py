@@ -1,0 +1,220 @@
+"""Writers: text for people, JSONL events for scripts, raw wire events for debugging.
+
+Each writer takes events one by one and flushes every write. Text mode puts only the
+answer on stdout; everything else goes to stderr, styled only when stderr is a terminal
+(NO_COLOR, FORCE_COLOR and TERM=dumb honoured). The mode is chosen by option, never by
+isatty, so `--jsonl` gives the same bytes to a pipe and a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO, Any
+
+import orjson
+
+from chatcli import events as ev
+from chatcli.errors import redact
+
+
+def use_color(stream: IO[str], env: dict[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    if env.get("NO_COLOR"):
+        return False
+    if env.get("FORCE_COLOR"):
+        return True
+    if env.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Style:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.enabled else text
+
+    def dim(self, text: str) -> str:
+        return self._wrap("2", text)
+
+    def bold(self, text: str) -> str:
+        return self._wrap("1", text)
+
+    def red(self, text: str) -> str:
+        return self._wrap("31", text)
+
+    def yellow(self, text: str) -> str:
+        return self._wrap("33", text)
+
+
+def error_line(message: str, hint: str | None, style: Style) -> str:
+    line = f"chatcli: error: {message}"
+    if hint:
+        line += f" ({hint})"
+    return style.red(line) if style.enabled else line
+
+
+class Writer:
+    """Base writer: notices and errors to stderr."""
+
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
+        self.out = stdout or sys.stdout
+        self.err = stderr or sys.stderr
+        self.style = Style(use_color(self.err))
+
+    def note(self, text: str) -> None:
+        self.err.write(self.style.dim(f"chatcli: {text}") + "\n")
+        self.err.flush()
+
+    def warn(self, text: str) -> None:
+        self.err.write(self.style.yellow(f"chatcli: warning: {text}") + "\n")
+        self.err.flush()
+
+    def event(self, event: ev.Event) -> None:
+        raise NotImplementedError
+
+    def error(self, event: ev.Error, hint: str | None = None) -> None:
+        self.err.write(error_line(event.message, hint, self.style) + "\n")
+        self.err.flush()
+
+    def wire(self, name: str | None, data: Any) -> None:
+        """Raw wire events are shown only by RawWriter."""
+
+
+class TextWriter(Writer):
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
+        super().__init__(stdout, stderr)
+        self.wrote_text = False
+        self.ends_with_newline = True
+        self.in_reasoning = False
+        self.usage: ev.Usage | None = None
+        self.suggestions: list[str] = []
+
+    def _text(self, text: str) -> None:
+        if not text:
+            return
+        if self.in_reasoning:
+            self.err.write("\n")
+            self.err.flush()
+            self.in_reasoning = False
+        self.out.write(text)
+        self.out.flush()
+        self.wrote_text = True
+        self.ends_with_newline = text.endswith("\n")
+
+    def event(self, event: ev.Event) -> None:
+        kind = event.type
+        if kind == "delta":
+            self._text(event.text)  # type: ignore[union-attr]
+        elif kind == "reasoning":
+            if not self.in_reasoning:
+                self.err.write(self.style.dim("thinking: "))
+                self.in_reasoning = True
+            self.err.write(self.style.dim(event.text))  # type: ignore[union-attr]
+            self.err.flush()
+        elif kind == "replace":
+            if self.wrote_text:
+                self.out.write("\n")
+                self.note("the provider replaced the answer above with:")
+            self.wrote_text = False
+            self._text(event.text)  # type: ignore[union-attr]
+        elif kind == "tool":
+            assert isinstance(event, ev.Tool)
+            parts = [f"tool {event.name or '?'}"]
+            if event.input not in (None, "", {}):
+                parts.append(f"input: {_short(event.input)}")
+            if event.output not in (None, "", {}):
+                parts.append(f"output: {_short(event.output)}")
+            self.note(" | ".join(parts))
+        elif kind == "suggestion":
+            self.suggestions.append(event.text)  # type: ignore[union-attr]
+        elif kind == "usage":
+            self.usage = event  # type: ignore[assignment]
+        elif kind == "done":
+            assert isinstance(event, ev.Done)
+            self.finish()
+            if event.finish_reason == "length":
+                self.warn("the answer was cut short at the token limit (finish_reason: length)")
+            elif event.finish_reason == "stopped":
+                self.note("stopped; the partial answer was saved")
+            elif event.finish_reason not in ("stop", None):
+                self.note(f"finish_reason: {event.finish_reason}")
+            for s in self.suggestions:
+                self.note(f"suggestion: {s}")
+            tail = f"conversation {event.conversation_id}"
+            if self.usage is not None:
+                u = self.usage
+                tail += f" · tokens in {u.input_tokens if u.input_tokens is not None else '?'}"
+                tail += f", out {u.output_tokens if u.output_tokens is not None else '?'}"
+                if u.cost not in (None, "", 0, "0"):
+                    tail += f" · cost {u.cost} {u.currency or ''}".rstrip()
+            self.note(tail)
+
+    def finish(self) -> None:
+        """End the answer with exactly one newline (also before an error line)."""
+        if self.in_reasoning:
+            self.err.write("\n")
+            self.in_reasoning = False
+        self.out.write("\n")
+        self.out.flush()
+
+    def error(self, event: ev.Error, hint: str | None = None) -> None:
+        if self.wrote_text:
+            self.finish()
+        super().error(event, hint)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class JsonlWriter(Writer):
+    def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
+        super().__init__(stdout, stderr)
+        self.buffer = getattr(self.out, "buffer", None)
+
+    def _line(self, obj: Any) -> None:
+        data = orjson.dumps(obj) + b"\n"
+        if self.buffer is not None:
+            self.buffer.write(data)
+            self.buffer.flush()
+        else:
+            self.out.write(data.decode())
+            self.out.flush()
+
+    def event(self, event: ev.Event) -> None:
+        if event.type != "meta":
+            self._line(ev.to_dict(event))
+
+    def error(self, event: ev.Error, hint: str | None = None) -> None:
+        super().error(event, hint)
+        self._line(ev.to_dict(event))
+
+
+class RawWriter(JsonlWriter):
+    def event(self, event: ev.Event) -> None:
+        pass
+
+    def error(self, event: ev.Error, hint: str | None = None) -> None:
+        Writer.error(self, event, hint)
+
+    def wire(self, name: str | None, data: Any) -> None:
+        # Wire data can carry tokens (a wss_url's access_token): redact the whole line.
+        line = redact(orjson.dumps({"event": name, "data": data}).decode()) + "\n"
+        if self.buffer is not None:
+            self.buffer.write(line.encode())
+            self.buffer.flush()
+        else:
+            self.out.write(line)
+            self.out.flush()
+
+
+def make_writer(mode: str) -> Writer:
+    return {"text": TextWriter, "jsonl": JsonlWriter, "raw": RawWriter}[mode]()
