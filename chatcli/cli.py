@@ -74,11 +74,19 @@ def _app():  # type: ignore[no-untyped-def]
                                                  show_default=False)]
     ApiVersion = Annotated[str | None, typer.Option("--api-version", help="coze: v3 (default) or v2.",
                                                     show_default=False)]
+    Temperature = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.",
+                                                       show_default=False)]
+    MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Longest answer, in tokens.",
+                                                   show_default=False)]
+    Opt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
+                                                   help="A provider setting, e.g. -o n_ctx=4096 (repeatable).",
+                                                   show_default=False)]
 
     def _turn(words: list[str] | None, continue_: bool, cid: str | None, parent: str | None, provider: str | None,
               base_url: str | None, model: str | None, profile: str | None, bot_id: str | None,
               system: str | None, jsonl: bool, raw: bool, timeout: float | None, retries: int | None,
-              api_version: str | None) -> None:
+              api_version: str | None, temperature: float | None, max_tokens: int | None,
+              opts: list[str] | None) -> None:
         from chatcli.config import Options
         from chatcli.errors import UsageError
         from chatcli.prompt import build_prompt
@@ -90,7 +98,15 @@ def _app():  # type: ignore[no-untyped-def]
             raise typer.Exit(code)
         prompt: list[str] = []
 
+        extra: dict[str, object] = {"api_version": api_version, "temperature": temperature,
+                                    "max_tokens": max_tokens}
+
         def read() -> int:
+            for item in opts or ():
+                key, sep, value = item.partition("=")
+                if not sep or not key.strip():
+                    raise UsageError(f"--option wants KEY=VALUE, not {item!r}")
+                extra[key.strip()] = _option_value(value)
             prompt.append(build_prompt(list(words or [])))
             return 0
 
@@ -104,7 +120,7 @@ def _app():  # type: ignore[no-untyped-def]
             raise typer.Exit(code)
         options = Options(provider=provider, profile=profile, base_url=base_url, model=model, bot_id=bot_id,
                           system=system, timeout=timeout, retries=retries,
-                          extra={"api_version": api_version})
+                          extra=extra)
         raise typer.Exit(run_turn(TurnRequest(prompt=prompt[0], mode=mode, options=options, continue_=continue_,
                                               cid=cid, parent=parent)))
 
@@ -112,10 +128,11 @@ def _app():  # type: ignore[no-untyped-def]
     def ask(words: Prompt = None, provider: Provider = None, base_url: BaseUrl = None, model: Model = None,
             profile: Profile = None, bot_id: BotId = None, system: System = None, jsonl: Jsonl = False,
             raw: Raw = False, timeout: Timeout = None, retries: Retries = None,
-            api_version: ApiVersion = None) -> None:
+            api_version: ApiVersion = None, temperature: Temperature = None, max_tokens: MaxTokens = None,
+            option: Opt = None) -> None:
         """Start a new conversation and stream the answer."""
         _turn(words, False, None, None, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
-              retries, api_version)
+              retries, api_version, temperature, max_tokens, option)
 
     @app.command("continue", epilog=EPILOG_CONTINUE)
     def continue_(words: Prompt = None,
@@ -123,10 +140,11 @@ def _app():  # type: ignore[no-untyped-def]
                   parent: Annotated[str | None, typer.Option("--parent", help="Answer from this earlier message (a branch).", show_default=False)] = None,
                   provider: Provider = None, base_url: BaseUrl = None, model: Model = None, profile: Profile = None,
                   bot_id: BotId = None, system: System = None, jsonl: Jsonl = False, raw: Raw = False,
-                  timeout: Timeout = None, retries: Retries = None, api_version: ApiVersion = None) -> None:
+                  timeout: Timeout = None, retries: Retries = None, api_version: ApiVersion = None,
+                  temperature: Temperature = None, max_tokens: MaxTokens = None, option: Opt = None) -> None:
         """Send the next message in a conversation (default: the last used one)."""
         _turn(words, True, cid, parent, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
-              retries, api_version)
+              retries, api_version, temperature, max_tokens, option)
 
     @app.command(epilog="Examples:\n\n  chatcli stop\n\n  chatcli stop --cid 3f2a")
     def stop(cid: Annotated[str | None, typer.Option("--cid", help="Conversation id or prefix (default: the newest in flight).", show_default=False)] = None) -> None:
@@ -157,6 +175,21 @@ def _app():  # type: ignore[no-untyped-def]
         raise typer.Exit(code)
 
     return app
+
+
+def _option_value(value: str) -> object:
+    """-o values: numbers and true/false become numbers and booleans; the rest stays text."""
+    low = value.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(value)
+        except ValueError:
+            pass
+    return value
 
 
 def main() -> None:

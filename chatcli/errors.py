@@ -23,7 +23,7 @@ import re
 
 _SECRET_PATTERNS = [
     # access_token=... in URLs (ChatGPT wss_url), and similar query parameters
-    (re.compile(r"((?:access_token|token|api_key|key|sig|signature)=)[^&\s\"']+", re.I), r"\1[REDACTED]"),
+    (re.compile(r"((?<![A-Za-z0-9])(?:access_token|token|api_key|apikey|sig|signature)=)[^&\s\"']+", re.I), r"\1[REDACTED]"),
     # Authorization: Bearer xxx / Bearer xxx
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1[REDACTED]"),
     # typical key shapes: sk-..., app-..., pat_..., eyJ... (JWT)
