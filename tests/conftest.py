@@ -113,3 +113,21 @@ def server():
     srv = LoopbackServer().start()
     yield srv
     srv.stop()
+
+
+PEERS = Path(os.environ.get("CHATCLI_PEERS", Path.home() / ".cache" / "chatcli-peers"))
+
+
+def require(available: bool, what: str) -> None:
+    """Skip locally when a real peer or tool is missing; under CI, fail instead."""
+    if available:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: tests/run.sh should have installed it")
+    pytest.skip(f"{what} is not installed (bash tests/run.sh installs it)")
+
+
+def transcript(provider: str, name: str) -> bytes:
+    path = TRANSCRIPTS / provider / name
+    require(path.exists(), f"shared transcript {path}")
+    return path.read_bytes()
