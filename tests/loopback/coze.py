@@ -73,8 +73,9 @@ class CozeServer:
         def play(ex: Exchange) -> None:
             ex.start(200, {"X-Tt-Logid": "20250523101010LOGID"})
             ex.write_split(body, sizes)
-            if hold:
-                ex.sleep_or_gone(hold)
+            if hold and ex.sleep_or_gone(hold):
+                self.server._gone(ex)  # the client hung up while the stream was held open
+                return
             if drop:
                 ex.drop()
 

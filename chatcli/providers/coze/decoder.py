@@ -175,8 +175,11 @@ class _Common:
                     yield from self.answer.complete(key, content)
                 else:
                     yield from self.answer.add(key, content)
-            if m.get("id") or m.get("message_id"):
-                self.answer_id = str(m.get("id") or m.get("message_id"))
+            mid = m.get("id") or m.get("message_id")
+            if mid and str(mid) != self.answer_id:
+                # Known now, so that a stopped or failed answer is saved under its Coze id.
+                self.answer_id = str(mid)
+                yield ev.Meta(data={"message_id": self.answer_id})
         elif kind in ("function_call", "tool_response", "tool_output"):
             yield from self._tool_message(kind, content, m.get("name"))
         elif kind == "follow_up":
