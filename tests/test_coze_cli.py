@@ -154,16 +154,18 @@ def test_ask_then_continue_uses_coze_conversation_id(cli, coze):
     assert msgs[1]["text"] == "Paris is the capital of France."
 
 
-def test_user_from_coze_user(cli, coze):
-    coze.queue_transcript(transcript("coze", "v3_chat_stream_answer_verbose_follow_up.sse"))
-    assert run(cli, coze, "hi", env={"COZE_USER": "ann"}).code == 0
-    assert coze.server.requests_to(V3_CHAT)[-1].json["user_id"] == "ann"
-
-
-def test_bad_api_version_is_a_usage_error(cli, coze):
-    r = run(cli, coze, "--api-version", "v9", "hi")
-    assert r.code == 2 and "v9" in r.stderr and r.events[-1]["type"] == "error"
+@pytest.mark.parametrize("args,word", [(["--api-version", "v9"], "v9"), (["--system", "be terse"], "--system")])
+def test_usage_errors_send_nothing(cli, coze, args, word):
+    r = run(cli, coze, *args, "hi")
+    assert r.code == 2 and word in r.stderr and r.events[-1]["type"] == "error"
     assert not coze.server.requests
+
+
+def test_lost_done_after_chat_completed_is_still_complete(cli, coze):
+    coze.queue_frames([*HEAD, v3_frame("conversation.message.delta", message("answer", "Fine.")), TAIL[0]],
+                      drop=True)
+    r = run(cli, coze, "q")
+    assert r.code == 0 and r.events[-1]["finish_reason"] == "stop" and r.events[-1]["text"] == "Fine."
 
 
 def test_v2_continue_keeps_v2_and_sends_history(cli, coze):
@@ -206,10 +208,15 @@ def test_two_follow_ups_in_order(cli, coze):
                        v3_frame("conversation.message.completed", message("answer", "Yes.")),
                        v3_frame("conversation.message.completed", message("follow_up", "First?", mid="2")),
                        v3_frame("conversation.message.completed", message("follow_up", "Second?", mid="3")), *TAIL])
-    r = run(cli, coze, "q", mode=None)
+    # A pasted endpoint URL is reduced to the site root; COZE_USER is the user_id.
+    r = cli("ask", "-p", "coze", "--bot-id", BOT, "--base-url", coze.url + "/v3/chat", "q",
+            env={"COZE_API_TOKEN": TOKEN, "COZE_USER": "ann"})
+    assert_no_secret(cli, r)
     assert r.code == 0 and r.stdout == "Yes.\n"
     assert r.stderr.index("suggestion: First?") < r.stderr.index("suggestion: Second?")
     assert "tokens in 20, out 10" in r.stderr
+    req = coze.server.requests_to(V3_CHAT)[-1]
+    assert req.json["user_id"] == "ann"
 
 
 def test_reasoning_goes_to_stderr_never_stdout(cli, coze):

@@ -361,3 +361,13 @@ def test_hints():
     assert "COZE_API_TOKEN" in classify(4100, "bad").hint
     assert classify(4013, "x").retryable and not classify(4013, "x", in_stream=True).retryable
 
+
+
+def test_function_call_deltas_are_not_steps_until_completed():
+    call = '{"name":"x","arguments":{}}'
+    body = v3(frame("conversation.message.delta", msg("function_call", call[:9], mid="f")),
+              frame("conversation.message.delta", msg("function_call", call[9:], mid="f")),
+              frame("conversation.message.completed", msg("function_call", call, mid="f")),
+              frame("conversation.message.completed", msg("tool_response", "plain text", mid="g")), completed())
+    tools = [e for e in run(V3Decoder(), body) if isinstance(e, ev.Tool)]
+    assert tools == [ev.Tool(name="x", input={}, output="plain text")]

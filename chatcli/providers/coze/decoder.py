@@ -262,8 +262,11 @@ class V3Decoder(_Common):
             if not isinstance(m, dict):
                 raise ProtocolError(f"coze: unexpected {name} data: {data[:120]!r}")
             yield from self._start(m)
+            complete = name.endswith("completed")
+            if not complete and (m.get("type") or "answer") != "answer":
+                return  # only answers stream; other types count once, when completed (§2.3)
             key = str(m.get("id") or m.get("chat_id") or "answer")
-            yield from self._message(key, m, complete=name.endswith("completed"))
+            yield from self._message(key, m, complete=complete)
         # conversation.audio.delta and unknown events are ignored (cozepy fix #250, §2.3).
 
     def _chat(self, name: str, chat: dict[str, Any]) -> Iterator[ev.Event]:

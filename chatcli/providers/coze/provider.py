@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from chatcli import events as ev
-from chatcli.errors import ChatCliError, ProtocolError, UsageError
+from chatcli.errors import ChatCliError, ProtocolError, TransportError, UsageError
 from chatcli.providers import _http
 from chatcli.providers.base import Provider, Turn
 from chatcli.providers.coze.codes import CANCEL_TOO_LATE, as_code, classify, describe
@@ -37,6 +37,18 @@ def api_version(value: Any) -> str:
     if text in ("v2", "2"):
         return "v2"
     raise UsageError(f"coze: unknown API version {value!r}", hint="use --api-version v3 (default) or v2")
+
+
+# Pasted endpoint URLs are reduced to the site root that every path here is relative to.
+_API_SUFFIXES = ("/v3/chat", "/open_api/v2/chat", "/open_api/v2", "/v3", "/v1")
+
+
+def api_root(base_url: str) -> str:
+    root = base_url.rstrip("/")
+    for suffix in _API_SUFFIXES:
+        if root.endswith(suffix):
+            return root[: -len(suffix)]
+    return root
 
 
 def logid_of(response: httpx.Response, data: Any = None) -> str | None:
@@ -88,10 +100,16 @@ class Coze(Provider):
         headers = {"Content-Type": "application/json"}
         if settings.api_key:
             headers["Authorization"] = f"Bearer {settings.api_key}"
-        self.client = _http.make_client(settings, headers=headers)
+        self.client = _http.make_client(settings, base_url=api_root(settings.base_url or ""), headers=headers)
         self.host = _http.host_of(settings.base_url or "")
         self.what = f"coze at {self.host}"
         self.user = settings.user or DEFAULT_USER
+
+    def check_turn(self, turn: Turn) -> None:
+        super().check_turn(turn)
+        if turn.system:
+            raise UsageError("--system is not supported by the coze provider",
+                             hint="a Coze bot's prompt is set on Coze, in the bot's persona")
 
     def close(self) -> None:
         self.client.close()
@@ -124,14 +142,19 @@ class Coze(Provider):
                 "additional_messages": [{"role": "user", "content": turn.prompt, "content_type": "text"}],
             }
             decoder = V3Decoder(turn.conversation_id)
+        # Kept with the conversation first, so that `continue` speaks the same API even
+        # after a failed first turn.
+        yield ev.Meta(data={"cursor": {"api_version": version}})
         try:
             yield from self._chat(turn, path, params, body, decoder)
         except ChatCliError as exc:
-            # Once the chat exists server-side, retrying would ask the question twice.
-            if isinstance(decoder, V3Decoder) and decoder.accepted:
-                exc.retryable = False
-            raise
-        yield ev.Meta(data={"cursor": {"api_version": version}})
+            if decoder.finish_reason == "stop" and isinstance(exc, TransportError):
+                pass  # chat.completed arrived; only the closing `done` was lost (§2.3: completed suffices)
+            else:
+                # Once the chat exists server-side, retrying would ask the question twice.
+                if isinstance(decoder, V3Decoder) and decoder.accepted:
+                    exc.retryable = False
+                raise
         yield from decoder.finish()
 
     def _v2_body(self, turn: Turn, conversation_id: str) -> dict[str, Any]:
