@@ -473,3 +473,70 @@ def test_v2_stop_has_no_cancel_endpoint(cli, coze):
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and json.loads(out.splitlines()[-1])["text"] == "Partial"
     assert not coze.server.requests_to(CANCEL)
+
+
+# ----- in-process provider: remote lists, stop(), closing the stream ---------------------------------
+
+
+def provider_for(coze):
+    from chatcli.config import Settings
+    from chatcli.providers.coze import Coze
+
+    return Coze(Settings(provider="coze", base_url=coze.url, api_key=TOKEN, bot_id=BOT, timeout=10))
+
+
+def test_remote_conversations_pages(coze):
+    coze.conversations = [{"id": str(7500 + i), "name": f"c{i}", "created_at": 1748000000 + i,
+                           "updated_at": 1748000100 + i} for i in range(3)]
+    p = provider_for(coze)
+    try:
+        convs = p.remote_conversations()
+    finally:
+        p.close()
+    assert [c["conversation_id"] for c in convs] == ["7500", "7501", "7502"]
+    assert convs[0] == {"conversation_id": "7500", "title": "c0", "created_at": "2025-05-23T11:33:20Z",
+                        "updated_at": "2025-05-23T11:35:00Z"}
+    reqs = coze.server.requests_to("/v1/conversations")
+    assert [r.query["page_num"] for r in reqs] == ["1", "2"] and reqs[0].query["bot_id"] == BOT
+
+
+@pytest.mark.parametrize("answer,expect", [
+    ({"code": 0, "msg": "", "data": {"status": "canceled"}}, None),
+    ({"code": 4104, "msg": "chat can not be canceled"}, "4104"),
+])
+def test_stop_calls_cancel(coze, answer, expect):
+    coze.cancel_answer = answer
+    p = provider_for(coze)
+    try:
+        note = p.stop({"conversation_id": CONV, "chat_id": CHAT})
+    finally:
+        p.close()
+    assert (note is None) if expect is None else (expect in note)
+    assert coze.server.requests_to(CANCEL)[0].json == {"conversation_id": CONV, "chat_id": CHAT}
+
+
+def test_stop_failure_raises(coze):
+    from chatcli.errors import AuthError
+
+    coze.cancel_answer = {"code": 4101, "msg": "no cancelChat permission"}
+    p = provider_for(coze)
+    try:
+        with pytest.raises(AuthError, match="no cancelChat permission"):
+            p.stop({"conversation_id": CONV, "chat_id": CHAT})
+    finally:
+        p.close()
+
+
+def test_closing_the_stream_hangs_up(coze):
+    from chatcli.providers.base import Turn
+
+    coze.queue_frames([*HEAD, v3_frame("conversation.message.delta", message("answer", "x"))], sizes=4096, hold=20)
+    p = provider_for(coze)
+    try:
+        gen = p.stream(Turn(prompt="q"))
+        kinds = [type(next(gen)).__name__ for _ in range(3)]
+        assert kinds == ["Meta", "Start", "Meta"]
+        gen.close()
+        assert coze.server.wait_for(lambda: coze.server.disconnects)
+    finally:
+        p.close()
