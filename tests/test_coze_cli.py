@@ -121,6 +121,17 @@ def test_transcript_text_mode(cli, coze, case):
         assert r.stdout == (text + "\n" if text else "")
 
 
+def test_crlf_and_keep_alive_comments(cli, coze):
+    raw = transcript("coze", "v3_chat_stream_answer_verbose_follow_up.sse")
+    body = raw.replace(b"\n\n", b"\n\n:keep-alive\n\n").replace(b"\n", b"\r\n")
+    coze.queue_stream(body)
+    r = run(cli, coze, "q")
+    assert r.code == 0, r
+    assert normalise(r.events, raw) == [json.loads(line) for line in
+                                        (GOLDEN / "v3_chat_stream_answer_verbose_follow_up.sse.events.jsonl")
+                                        .read_text().splitlines()]
+
+
 def test_raw_mode_shows_verbose_and_done(cli, coze):
     coze.queue_transcript(transcript("coze", "v3_chat_stream_answer_verbose_follow_up.sse"))
     r = run(cli, coze, "hi", mode="--raw")
