@@ -371,3 +371,16 @@ def test_function_call_deltas_are_not_steps_until_completed():
               frame("conversation.message.completed", msg("tool_response", "plain text", mid="g")), completed())
     tools = [e for e in run(V3Decoder(), body) if isinstance(e, ev.Tool)]
     assert tools == [ev.Tool(name="x", input={}, output="plain text")]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=50), min_size=1, max_size=20), st.booleans())
+def test_v2_and_web_any_chunking_gives_the_same_events(sizes, web):
+    body = transcript("coze", "web_chat_stream.sse" if web else "v2_chat_stream.sse").replace(b"\n", b"\r\n")
+    whole = run(V2Decoder("c"), body)
+    chunks, pos, i = [], 0, 0
+    while pos < len(body):
+        n = sizes[i % len(sizes)]
+        chunks.append(body[pos:pos + n])
+        pos, i = pos + n, i + 1
+    assert run(V2Decoder("c"), body, chunks) == whole
