@@ -101,8 +101,6 @@ class _Answer:
 class _Common:
     """What both stream generations share: tool steps, follow-ups, answer text, the end."""
 
-    protocol = "v3"
-
     def __init__(self, conversation_id: str | None = None) -> None:
         self.conversation_id = conversation_id
         self.started = False
@@ -196,8 +194,6 @@ class _Common:
             if not self.done:
                 raise TransportError("coze: the stream ended before the answer was complete")
             self.finish_reason = "stop"
-        if self.answer_id:
-            yield ev.Meta(data={"message_id": self.answer_id})
         yield ev.Done(message_id=self.answer_id, finish_reason=self.finish_reason)
 
 
@@ -323,8 +319,6 @@ class V3Decoder(_Common):
 
 class V2Decoder(_Common):
     """`POST /open_api/v2/chat` stream (§1.3) and the web stream (§1.4) -> chatcli events."""
-
-    protocol = "v2"
 
     def feed(self, event: str | None, data: str) -> Iterator[ev.Event]:
         obj: Any = None
