@@ -123,6 +123,7 @@ class Dify(Provider):
                             if sse.event == "ping" and not sse.data:
                                 continue  # keep-alive (§2.3)
                             yield from decoder.feed(sse.data)
+                            decoder.check()
         except TransportError:
             # After message_end the rest (TTS, workflow_finished, title wait) is optional.
             if not decoder.complete:

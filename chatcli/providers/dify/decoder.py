@@ -19,7 +19,7 @@ from urllib.parse import urljoin
 import orjson
 
 from chatcli import events as ev
-from chatcli.errors import ProtocolError, ProviderError, TransportError
+from chatcli.errors import ChatCliError, ProtocolError, ProviderError, TransportError
 from chatcli.providers.dify.errors import clean_message, in_band_error
 from chatcli.providers.dify.think import ThinkFolder
 
@@ -106,6 +106,7 @@ class DifyDecoder:
         self._files: set[str] = set()
         self._think = ThinkFolder() if fold_think else None
         self.count = 0
+        self.error: ChatCliError | None = None
 
     # ----- state -------------------------------------------------------------------
 
@@ -134,8 +135,22 @@ class DifyDecoder:
         return self.feed_obj(obj)
 
     def feed_obj(self, obj: dict[str, Any]) -> list[ev.Event]:
+        """The events of one parsed event. A failure (an `error` event, a failed run) is
+        kept in `self.error` and the events before it are still returned, so the caller
+        learns the conversation id first and then raises `self.error` (see `check`)."""
         self.count += 1
         out: list[ev.Event] = []
+        try:
+            self._dispatch(obj, out)
+        except ChatCliError as exc:
+            self.error = exc
+        return out
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _dispatch(self, obj: dict[str, Any], out: list[ev.Event]) -> None:
         self._envelope(obj, out)
         kind = obj.get("event")
         if kind in ("message", "agent_message"):
@@ -173,7 +188,6 @@ class DifyDecoder:
             if text and isinstance(text, str):
                 out.append(ev.Reasoning(text))
         # Everything else (IGNORED and unknown future events) carries no answer text (§8.8).
-        return out
 
     def feed_blocking(self, obj: dict[str, Any]) -> list[ev.Event]:
         """A blocking-mode body (a 200 JSON answer instead of a stream; §2.2)."""
@@ -337,6 +351,7 @@ class DifyDecoder:
     def finish(self) -> list[ev.Event]:
         """EOF: the last events before Done, or raise when the stream was cut off."""
         out: list[ev.Event] = []
+        self.check()
         if not self.complete:
             raise TransportError("dify: the stream ended before the answer was complete (no message_end)")
         self._flush_think(out)
