@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
 from conftest import TRANSCRIPTS, transcript
-from loopback.dify import KEY, FakeDify, Ids, agent_events, chatflow_events, frame, ping, stream_of
+from loopback.dify import KEY, FakeDify, Ids, agent_events, chatflow_events, ping, stream_of
 
 GOLDEN = Path(__file__).parent / "golden" / "dify"
 UPDATE = bool(os.environ.get("CHATCLI_UPDATE_GOLDEN"))
@@ -408,7 +407,8 @@ def test_history_remote_pages_and_maps_messages(cli, dify):
     r = ask(cli, dify, "--jsonl", "newest question")
     cid = r.events[0]["conversation_id"]
     dify.add_history(cid, 230)
-    h = cli("history", cid, "--remote", "--jsonl", env=dify.env())
+    # The conversation's user (the default one) wins over a DIFY_USER set later.
+    h = cli("history", cid, "--remote", "--jsonl", env=dify.env(DIFY_USER="someone-else"))
     assert h.code == 0, h
     msgs = [json.loads(x) for x in h.stdout.splitlines()]
     assert len(msgs) == 2 * 231

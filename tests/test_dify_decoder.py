@@ -15,6 +15,7 @@ from chatcli import events as ev
 from chatcli.errors import AuthError, NotFound, ProviderError, RateLimited, TransportError
 from chatcli.providers import _http
 from chatcli.providers.dify import DifyDecoder
+from chatcli.providers.dify.decoder import IGNORED
 from chatcli.providers.dify.errors import classify
 from chatcli.providers.dify.think import ThinkFolder
 from chatcli.sse import iter_sse, iter_text
@@ -243,6 +244,16 @@ def test_tts_and_unknown_events_are_ignored_and_reasoning_chunk_is_reasoning():
                                 "parent_id": None, "finish_reason": "stop", "text": ""}]
 
 
+@pytest.mark.parametrize("kind", sorted(IGNORED))
+def test_catalogue_events_that_carry_no_answer(kind):
+    ids = Ids()
+    noisy = ids.env(kind, answer="NOT TEXT", audio="QUJD", workflow_run_id="r",
+                    data={"text": "NOT TEXT", "node_type": "answer", "outputs": {"answer": "NOT TEXT"}})
+    out, err = run(stream_of([ids.message("a"), noisy, ids.message("b"), ids.end()]))
+    assert err is None and text_of(out) == "ab"
+    assert [type(e) for e in out if not isinstance(e, ev.Meta)] == [ev.Start, ev.Delta, ev.Delta, ev.Usage, ev.Done]
+
+
 def test_stream_cut_off_before_message_end_is_a_network_error():
     ids = Ids()
     out, err = run(stream_of(ids.chat(["partial"], end=False)))
@@ -254,6 +265,14 @@ def test_empty_stream_and_only_pings_are_network_errors():
     for body in (b"", ping() * 3):
         out, err = run(body)
         assert out == [] and isinstance(err, TransportError)
+
+
+def test_dispatch_is_on_the_json_event_field_not_the_sse_name():
+    ids = Ids()
+    body = (b"event: message_end\n" + frame(ids.message("text")) + b"event: ping\n" + frame(ids.message("!"))
+            + frame(ids.end()))
+    out, err = run(body)
+    assert err is None and text_of(out) == "text!"
 
 
 def test_malformed_json_is_a_protocol_error():

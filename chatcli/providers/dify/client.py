@@ -57,6 +57,10 @@ class Dify(Provider):
 
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
+        # Default the end user on the settings themselves, so that the conversation stores
+        # it and `continue` / `history --remote` keep the user that owns it (§7.1).
+        if not settings.user:
+            settings.user = DEFAULT_USER
         self.base = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self.client = _http.make_client(settings, base_url=self.base, headers=headers)

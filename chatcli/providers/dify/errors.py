@@ -64,8 +64,8 @@ def classify(status: int, code: Any, data: Any, message: str | None) -> ChatCliE
         return AuthError(shown, status=status, hint=HINTS["forbidden"])
     if status == 404:
         if text.startswith("Conversation Not Exists"):
-            return NotFound(shown, status=status, hint="it was deleted on the server or belongs to another "
-                            f"user (DIFY_USER); {NEW_CONVERSATION}")
+            return NotFound(shown, status=status, hint="it was deleted on the server, or it belongs to another "
+                            f"DIFY_USER; {NEW_CONVERSATION}")
         if code == "not_found" and text.startswith(("The app", "App ")):
             return NotFound(shown, status=status, hint=HINTS["forbidden"])
         return NotFound(shown, status=status, hint="check DIFY_BASE_URL (the service API ends in /v1)")
