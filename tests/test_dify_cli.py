@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TRANSCRIPTS, transcript
-from loopback.dify import KEY, FakeDify, Ids, agent_events, chatflow_events, ping, stream_of
+from loopback.dify import KEY, FakeDify, Ids, agent_events, chatflow_events, frame, ping, stream_of
 
 GOLDEN = Path(__file__).parent / "golden" / "dify"
 UPDATE = bool(os.environ.get("CHATCLI_UPDATE_GOLDEN"))
@@ -239,6 +239,20 @@ def test_tail_after_message_end_may_break(cli, dify):
     r = ask(cli, dify, "--jsonl", "hi")
     assert r.code == 0, r
     assert r.events[-1]["text"] == "all here"
+
+
+def test_silence_longer_than_timeout(cli, dify):
+    ids = Ids()
+
+    def stall(ex):
+        ex.start(200, content_type="text/event-stream; charset=utf-8")
+        ex.write(frame(ids.message("so far")))
+        ex.sleep_or_gone(5)
+
+    dify.plan.append(stall)
+    r = ask(cli, dify, "--jsonl", "--timeout", "1", "hi")
+    assert r.code == 5 and r.events[-1]["code"] == "timeout", r
+    assert r.events[-2] == {"type": "delta", "text": "so far"}
 
 
 def test_401_is_an_auth_error_without_retries(cli, dify):

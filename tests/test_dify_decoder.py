@@ -325,6 +325,34 @@ def test_null_fields_of_06_are_tolerated():
     assert err is None and text_of(out) == "x"
 
 
+KINDS = ["message", "agent_message", "agent_thought", "message_file", "message_replace", "message_end", "error",
+         "workflow_started", "node_finished", "workflow_finished", "workflow_paused", "reasoning_chunk",
+         "tts_message", "ping", "unknown"]
+VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.lists(st.text(max_size=3), max_size=2),
+                   st.dictionaries(st.sampled_from(["status", "error", "usage", "node_type", "reasoning", "url",
+                                                    "process_data", "total_tokens"]),
+                                   st.one_of(st.none(), st.text(max_size=5), st.integers()), max_size=3))
+EVENT = st.fixed_dictionaries({"event": st.sampled_from(KINDS)}, optional={
+    k: VALUES for k in ("conversation_id", "message_id", "task_id", "id", "answer", "thought", "tool", "tool_input",
+                        "observation", "metadata", "files", "data", "url", "code", "message", "position")})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(EVENT, max_size=12))
+def test_arbitrary_event_shapes_never_crash_the_decoder(objs):
+    decoder = DifyDecoder(user="u")
+    for obj in objs:
+        for e in decoder.feed(json.dumps(obj)):
+            assert isinstance(e, ev.Start | ev.Meta | ev.Delta | ev.Replace | ev.Reasoning | ev.Tool | ev.Usage)
+        if decoder.error is not None:
+            assert isinstance(decoder.error, ProviderError)
+            return
+    try:
+        decoder.finish()
+    except TransportError:
+        assert not decoder.complete
+
+
 # ----- <think> folding -------------------------------------------------------------------
 
 

@@ -312,7 +312,8 @@ class DifyDecoder:
         self.ended = True
         self._flush_think(out)
         self._flush_tools(out)
-        for f in obj.get("files") or ():
+        files = obj.get("files")
+        for f in files if isinstance(files, list) else ():
             if isinstance(f, dict):
                 self._file(f.get("related_id") or f.get("id"), f.get("type"), f.get("url") or f.get("remote_url"),
                            "assistant", out, filename=f.get("filename"), mime_type=f.get("mime_type"))
