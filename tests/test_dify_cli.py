@@ -56,7 +56,6 @@ def with_pings(data: bytes) -> bytes:
 
 
 VARIANTS = {
-    "whole": lambda d: (d, 1 << 20),
     "bytes1": lambda d: (d, 1),  # every multi-byte character is split
     "crlf7": lambda d: (d.replace(b"\n", b"\r\n"), 7),
     "pings": lambda d: (with_pings(d), 13),

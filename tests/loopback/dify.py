@@ -235,7 +235,7 @@ class FakeDify:
 
         self.plan.append(handler)
 
-    def then_slow(self, ids: Ids, *, pieces: int = 400, delay: float = 0.05) -> None:
+    def then_slow(self, ids: Ids, *, pieces: int = 1200, delay: float = 0.05) -> None:
         """A long answer that ends with message_end once the stop endpoint was called (§4)."""
 
         def handler(ex: Exchange) -> None:
