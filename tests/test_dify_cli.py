@@ -152,6 +152,20 @@ def test_parent_is_refused(cli, dify):
     assert len(dify.chat_requests()) == 1
 
 
+@pytest.mark.parametrize("args,words", [
+    (("-s", "be terse"), "--system is not supported by the dify provider"),
+    (("-m", "gpt-4o"), "--model is not supported by the dify provider"),
+    (("--temperature", "0.2"), "--temperature is not supported by the dify provider"),
+    (("--max-tokens", "5"), "--max-tokens is not supported by the dify provider"),
+    (("-o", "inputs=[1"), "inputs must be a JSON object"),
+])
+def test_options_dify_cannot_honour_are_refused(cli, dify, args, words, home):
+    r = ask(cli, dify, *args, "hi")
+    assert r.code == 2 and words in r.stderr and r.stderr.count("\n") == 1
+    assert not dify.srv.requests
+    assert cli("history", "--jsonl").stdout == ""
+
+
 def test_agent_chat_tools_in_jsonl_and_text(cli, dify):
     ids = Ids()
     dify.then_stream(stream_of(agent_events(ids)), 9)
@@ -420,6 +434,10 @@ def test_history_remote_pages_and_maps_messages(cli, dify):
     r = ask(cli, dify, "--jsonl", "newest question")
     cid = r.events[0]["conversation_id"]
     dify.add_history(cid, 230)
+    dify.conversations[cid][1]["agent_thoughts"] = [
+        {"id": "t2", "position": 2, "thought": "done", "tool": "", "tool_input": "", "observation": ""},
+        {"id": "t1", "position": 1, "thought": "", "tool": "exchange_rate",
+         "tool_input": '{"exchange_rate": {"from": "USD"}}', "observation": '{"exchange_rate": "0.92"}'}]
     # The conversation's user (the default one) wins over a DIFY_USER set later.
     h = cli("history", cid, "--remote", "--jsonl", env=dify.env(DIFY_USER="someone-else"))
     assert h.code == 0, h
@@ -431,6 +449,8 @@ def test_history_remote_pages_and_maps_messages(cli, dify):
     assert msgs[0]["parent_id"] is None and msgs[1]["parent_id"] == msgs[0]["message_id"]
     assert msgs[2]["parent_id"] == msgs[1]["message_id"]
     assert msgs[0]["created_at"] == "2024-05-22T01:06:40Z"
+    assert msgs[3]["tools"] == [{"name": "exchange_rate", "input": {"from": "USD"}, "output": "0.92"}]
+    assert "tools" not in msgs[1]
     pages = [q for q in dify.srv.requests if q.path == "/v1/messages"]
     assert len(pages) == 3
     assert "first_id" not in pages[0].query and pages[1].query["first_id"] and pages[2].query["first_id"]

@@ -185,7 +185,8 @@ class FakeDify:
         page = rows[max(0, end - limit):end]
         data = [{"id": r["id"], "conversation_id": cid, "inputs": {}, "query": r["query"], "answer": r["answer"],
                  "message_files": [], "feedback": None, "retriever_resources": [], "created_at": r["created_at"],
-                 "agent_thoughts": [], "status": r["status"], "error": r["error"]} for r in page]
+                 "agent_thoughts": r.get("agent_thoughts", []), "status": r["status"], "error": r["error"]}
+                for r in page]
         ex.send_json(200, {"limit": limit, "has_more": end - limit > 0, "data": data})
 
     def _conversations(self, ex: Exchange) -> None:

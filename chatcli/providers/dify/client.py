@@ -14,7 +14,7 @@ from chatcli import events as ev
 from chatcli.errors import ChatCliError, ProtocolError, TransportError, UsageError
 from chatcli.providers import _http
 from chatcli.providers.base import Provider, Turn
-from chatcli.providers.dify.decoder import DifyDecoder
+from chatcli.providers.dify.decoder import DifyDecoder, for_tool, json_or_text
 from chatcli.providers.dify.errors import classify
 from chatcli.sse import iter_sse, iter_text
 
@@ -47,6 +47,20 @@ def _parsed(data: str) -> Any:
 def _server_root(base: str) -> str:
     parts = urlsplit(base)
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else base
+
+
+def _tools(thoughts: Any) -> list[dict[str, Any]]:
+    """A history item's agent_thoughts (§5.1) as the tool list chatcli stores."""
+    out: list[dict[str, Any]] = []
+    rows = sorted((t for t in thoughts if isinstance(t, dict)), key=lambda t: t.get("position") or 0) \
+        if isinstance(thoughts, list) else []
+    for t in rows:
+        names = [n for n in str(t.get("tool") or "").split(";") if n]
+        inputs, outputs = json_or_text(t.get("tool_input") or ""), json_or_text(t.get("observation") or "")
+        for name in names:
+            out.append({"name": name, "input": for_tool(inputs, name, len(names)),
+                        "output": for_tool(outputs, name, len(names))})
+    return out
 
 
 class Dify(Provider):
@@ -90,6 +104,19 @@ class Dify(Provider):
         if not isinstance(value, dict):
             raise UsageError("inputs must be a JSON object")
         return value
+
+    def check_turn(self, turn: Turn) -> None:
+        """The app's prompt and model settings live in Dify: refuse options that would be
+        silently ignored (before anything is sent or stored)."""
+        super().check_turn(turn)
+        if turn.system:
+            raise UsageError("--system is not supported by the dify provider (the app's prompt is set in Dify)")
+        if self.settings.model and self.settings.sources.get("model") == "option":
+            raise UsageError("--model is not supported by the dify provider (the app's model is set in Dify)")
+        for key, flag in (("temperature", "--temperature"), ("max_tokens", "--max-tokens")):
+            if self.settings.extra.get(key) is not None:
+                raise UsageError(f"{flag} is not supported by the dify provider (set it on the app's model in Dify)")
+        self._inputs()  # a malformed -o inputs=... is a usage error now, not after the request
 
     def _flag(self, key: str, default: bool) -> bool:
         value = self.settings.extra.get(key, default)
@@ -257,6 +284,9 @@ class Dify(Provider):
                       "created_at": when, "status": status}
             if m.get("error"):
                 answer["error"] = str(m["error"])
+            tools = _tools(m.get("agent_thoughts"))
+            if tools:
+                answer["tools"] = tools
             if m.get("message_files"):
                 answer["files"] = m["message_files"]
             out.append(answer)

@@ -66,7 +66,7 @@ def usage_event(usage: dict[str, Any]) -> ev.Usage:
                     currency=str(currency) if currency else None)
 
 
-def _json_or_text(value: Any) -> Any:
+def json_or_text(value: Any) -> Any:
     """tool_input / observation are JSON strings keyed by tool name (§3.1)."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
@@ -76,7 +76,7 @@ def _json_or_text(value: Any) -> Any:
     return value
 
 
-def _for_tool(value: Any, name: str, count: int) -> Any:
+def for_tool(value: Any, name: str, count: int) -> Any:
     if isinstance(value, dict) and name in value:
         return value[name]
     if value in ("", None):
@@ -280,18 +280,18 @@ class DifyDecoder:
         if not isinstance(tool, str) or not tool:
             return
         names = [n for n in tool.split(";") if n]
-        inputs = _json_or_text(obj.get("tool_input") or "")
+        inputs = json_or_text(obj.get("tool_input") or "")
         observation = obj.get("observation") or ""
         if not observation:
             state["pending"] = (names, inputs)
             return
-        outputs = _json_or_text(observation)
+        outputs = json_or_text(observation)
         state["pending"] = None
         for name in names:
             if name not in state["done"]:
                 state["done"].add(name)
-                out.append(ev.Tool(name=name, input=_for_tool(inputs, name, len(names)),
-                                   output=_for_tool(outputs, name, len(names))))
+                out.append(ev.Tool(name=name, input=for_tool(inputs, name, len(names)),
+                                   output=for_tool(outputs, name, len(names))))
 
     def _flush_tools(self, out: list[ev.Event]) -> None:
         """Tools that were called but never reported an observation."""
@@ -304,7 +304,7 @@ class DifyDecoder:
             for name in names:
                 if name not in state["done"]:
                     state["done"].add(name)
-                    out.append(ev.Tool(name=name, input=_for_tool(inputs, name, len(names)), output=None))
+                    out.append(ev.Tool(name=name, input=for_tool(inputs, name, len(names)), output=None))
 
     def _message_end(self, obj: dict[str, Any], out: list[ev.Event]) -> None:
         if self.ended:
