@@ -505,3 +505,23 @@ def test_the_key_never_appears_in_output_or_state(cli, dify, home):
     assert files
     for text in outputs + [p.read_text(errors="replace") for p in files]:
         assert KEY not in text and "SECRET-dify" not in text
+
+
+def test_stop_call_in_process(dify):
+    from chatcli.config import Settings
+    from chatcli.errors import AuthError
+    from chatcli.providers.dify import Dify
+
+    p = Dify(Settings(provider="dify", base_url=dify.url, api_key=KEY, timeout=10))
+    try:
+        assert p.stop({"task_id": "t-1", "user": "u-9"}) is None
+        assert p.stop({}) is None  # no task id known yet: nothing to call
+    finally:
+        p.close()
+    assert [(r.path, r.json) for r in dify.stop_requests()] == [("/v1/chat-messages/t-1/stop", {"user": "u-9"})]
+    bad = Dify(Settings(provider="dify", base_url=dify.url, api_key="app-WRONG-key-000", timeout=10))
+    try:
+        with pytest.raises(AuthError):
+            bad.stop({"task_id": "t-2", "user": "u"})
+    finally:
+        bad.close()
