@@ -8,7 +8,7 @@ Spec: shared/protocols/openai_compat.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ import orjson
 from chatcli import events as ev
 from chatcli.errors import ProtocolError, ProviderError, RateLimited, TransportError
 from chatcli.providers import _http
-from chatcli.providers.base import Provider, Turn
+from chatcli.providers.base import Provider, Turn, WireHook
 from chatcli.sse import iter_sse
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
@@ -129,6 +129,50 @@ class OpenAIDecoder:
         yield ev.Done(finish_reason=map_finish(self.finish_reason))
 
 
+def _line_error(line: str) -> Any:
+    """The error a non-SSE line carries, or None.
+
+    Old llama.cpp servers write `error: {...}` lines that SSE parsers drop (spec §6.2, rule 3);
+    some proxies answer `text/event-stream` with a bare JSON error body (no `data:`).
+    """
+    if line.startswith("error:"):
+        payload = line[6:].strip()
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return payload or "unknown error"
+    if line.startswith("{"):
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(data, dict) and data.get("error"):
+            return data["error"]
+    return None
+
+
+def iter_events(texts: Iterable[str], decoder: OpenAIDecoder, wire: WireHook | None = None) -> Iterator[ev.Event]:
+    """SSE text chunks (split anywhere) -> events, until `[DONE]` or the end of the text.
+
+    Pure: the provider feeds it `response.iter_text()`, tests feed it any split.
+    The caller ends with `decoder.finish()`.
+    """
+
+    def on_line(line: str) -> None:
+        err = _line_error(line)
+        if err is not None:
+            if wire is not None:
+                wire("error", err)
+            raise _in_stream_error(err)
+
+    for sse in iter_sse(texts, on_line=on_line):
+        if wire is not None:
+            wire(sse.event if sse.event != "message" else None, _parsed(sse.data))
+        yield from decoder.feed(sse.data)
+        if decoder.done:
+            break
+
+
 def map_finish(reason: str | None) -> str:
     if reason in (None, "stop", "eos", "end_turn"):
         return "stop"
@@ -199,8 +243,11 @@ class OpenAICompatible(Provider):
 
     def stream(self, turn: Turn) -> Iterator[ev.Event]:
         model = self._model()
+        # The system prompt belongs to the conversation: `continue` without --system keeps
+        # the one given to `ask` (kept in the cursor; the server keeps no state).
+        system = turn.system if turn.system is not None else turn.cursor.get("system")
         body: dict[str, Any] = {
-            "messages": build_messages(turn, turn.system),
+            "messages": build_messages(turn, system),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -216,30 +263,17 @@ class OpenAICompatible(Provider):
                                     headers={"Content-Type": "application/json"}) as response:
                 _http.raise_for_response(response, provider="openai")
                 yield ev.Start(provider="openai", model=model)
+                meta: dict[str, Any] = {"model": model} if model else {}
+                if turn.system is not None:
+                    meta["cursor"] = {"system": turn.system}
+                if meta:
+                    # The model asked for (not the chunks' dated/path name) is what `continue` resends.
+                    yield ev.Meta(data=meta)
                 ctype = response.headers.get("content-type", "")
                 if "text/event-stream" not in ctype:
                     yield from self._non_stream(response, ctype, decoder)
                     return
-                wire = turn.wire
-
-                def on_line(line: str) -> None:
-                    # Old llama.cpp servers send `error: {...}` lines that SSE parsers drop.
-                    if line.startswith("error:"):
-                        payload = line[6:].strip()
-                        try:
-                            err: Any = orjson.loads(payload)
-                        except orjson.JSONDecodeError:
-                            err = payload
-                        if wire is not None:
-                            wire("error", err)
-                        raise _in_stream_error(err)
-
-                for sse in iter_sse(response.iter_text(), on_line=on_line):
-                    if wire is not None:
-                        wire(sse.event if sse.event != "message" else None, _parsed(sse.data))
-                    yield from decoder.feed(sse.data)
-                    if decoder.done:
-                        break
+                yield from iter_events(response.iter_text(), decoder, turn.wire)
         yield ev.Meta(data={"model": decoder.model} if decoder.model else {})
         yield from decoder.finish()
 
