@@ -189,12 +189,19 @@ class JsonlWriter(Writer):
             self.out.write(data.decode())
             self.out.flush()
 
+    started = False
+
     def event(self, event: ev.Event) -> None:
         if event.type != "meta":
+            self.started = self.started or event.type == "start"
             self._line(ev.to_dict(event))
 
     def error(self, event: ev.Error, hint: str | None = None) -> None:
         super().error(event, hint)
+        if not self.started:
+            # CONTRACT.md: `start` is the first line, always -- also when the command fails
+            # before a provider was chosen (empty prompt, bad config): its keys are null.
+            self.event(ev.Start(provider=None))  # type: ignore[arg-type]
         self._line(ev.to_dict(event))
 
 
