@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from loopback import Exchange, LoopbackServer
+from loopback import ClientGone, Exchange, LoopbackServer
 
 Behaviour = Callable[[Exchange], None]
 
@@ -124,7 +124,8 @@ def stall_after(body: bytes, seconds: float = 30.0) -> Behaviour:
     def run(ex: Exchange) -> None:
         ex.start(200)
         ex.write(body)
-        ex.sleep_or_gone(seconds)
+        if ex.sleep_or_gone(seconds):
+            raise ClientGone()
 
     return run
 
@@ -141,7 +142,7 @@ def slow_answer(pieces: Iterable[str], gap: float, started: Callable[[], None] |
             if started is not None:
                 started()
             if ex.sleep_or_gone(gap):
-                return
+                raise ClientGone()
         ex.write(frames([chunk(finish="stop")]))
 
     return run
