@@ -121,6 +121,7 @@ class _Turn:
         self.done: ev.Done | None = None
         self.answer_id: str | None = None
         self.last_checkpoint = 0.0
+        self.checkpoint_id: str | None = None
 
     # ----- set-up ----------------------------------------------------------------
 
@@ -393,9 +394,10 @@ class _Turn:
 
     def _put_answer(self, msg: dict[str, Any]) -> None:
         conv = self.conv
-        msgs = conv["messages"]
-        if msgs and msgs[-1].get("role") == "assistant" and msgs[-1].get("_checkpoint"):
-            msgs.pop()
+        # Replace this turn's own last checkpoint, found by id: after the store merged in
+        # other processes' messages, the last message may be someone else's.
+        msgs = conv["messages"] = [m for m in conv["messages"] if m["message_id"] != self.checkpoint_id]
+        self.checkpoint_id = msg["message_id"] if msg.get("_checkpoint") else None
         msgs.append(msg)
         conv["current"] = msg["message_id"]
         conv["updated_at"] = msg["created_at"]
