@@ -46,6 +46,7 @@ class OpenAIDecoder:
     def __init__(self) -> None:
         self.finish_reason: str | None = None
         self.done = False
+        self.chunks = 0
         self.usage: dict[str, Any] | None = None
         self.message_id: str | None = None
         self.model: str | None = None
@@ -62,6 +63,7 @@ class OpenAIDecoder:
             raise ProtocolError(f"openai: malformed JSON in the stream: {data[:120]!r}") from None
         if not isinstance(chunk, dict):
             raise ProtocolError(f"openai: unexpected stream data: {data[:120]!r}")
+        self.chunks += 1
         if chunk.get("error"):
             raise _in_stream_error(chunk["error"])
         if self.message_id is None and isinstance(chunk.get("id"), str):
@@ -123,6 +125,11 @@ class OpenAIDecoder:
         if self.usage:
             yield usage_event(self.usage)
         if not self.done and self.finish_reason is None:
+            if not self.chunks:
+                # llama-cpp-python does this when the prompt does not fit its context: 200, no data.
+                raise TransportError("openai: the server ended the stream without sending anything "
+                                     "(its log may say why, e.g. a prompt longer than its context)",
+                                     retryable=False)
             raise TransportError("openai: the stream ended before the answer was complete", retryable=False)
         # The server's completion id (chatcmpl-...) is not unique across turns on every
         # server, so the answer gets a local message id (Done.message_id None).
