@@ -570,3 +570,34 @@ def test_help_and_history_do_not_import_httpx(tmp_path):
     env = dict(os.environ, CHATCLI_HOME=str(tmp_path))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30)
     assert out.stdout.strip().splitlines()[-1] == "False", out
+
+
+def test_old_llamacpp_error_line_end_to_end(cli, fake, home):
+    body = (fo.frames([fo.chunk("", role=True), fo.chunk("Once upon")], done=False)
+            + b'error: {"code":500,"message":"Context size has been exceeded.","type":"server_error"}\n\n'
+            + b"data: [DONE]\n\n")
+    fake.push(fo.stream(body, crlf=True))
+    r = ask(cli, fake, "--jsonl", "hi")
+    assert r.code == 6 and r.events[-1]["code"] == "provider", r
+    assert "Context size has been exceeded" in one_error_line(r)
+    msg = only_conv(home)["messages"][-1]
+    assert (msg["status"], msg["text"]) == ("failed", "Once upon")
+
+
+def test_end_without_done_after_a_finish_reason_is_a_success(cli, fake):
+    fake.push(fo.answer("all", " there", done=False))
+    r = ask(cli, fake, "hi")
+    assert r.code == 0 and r.stdout == "all there\n", r
+
+
+def test_sigterm_in_text_mode_keeps_the_partial_answer_on_stdout(cli, fake, home):
+    fake.push(fo.slow_answer(["alpha ", "beta ", "gamma "] * 30, 0.2))
+    proc = cli.spawn("ask", "-p", "openai", "--base-url", fake.base_url, "hi")
+    assert proc.stdout.read(6) == b"alpha "
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130
+    stdout = "alpha " + out.decode()
+    msg = only_conv(home)["messages"][-1]
+    assert msg["status"] == "stopped" and stdout == msg["text"] + "\n"
+    assert "stopped" in err.decode() and "Traceback" not in err.decode()
