@@ -601,3 +601,12 @@ def test_sigterm_in_text_mode_keeps_the_partial_answer_on_stdout(cli, fake, home
     msg = only_conv(home)["messages"][-1]
     assert msg["status"] == "stopped" and stdout == msg["text"] + "\n"
     assert "stopped" in err.decode() and "Traceback" not in err.decode()
+
+
+def test_base_url_without_v1_gets_a_hint(cli, server):
+    fake = fo.FakeOpenAI(server)  # serves /v1/...; the user forgot the /v1
+    r = cli("ask", "-p", "openai", "--base-url", server.url, "-m", "m", "--jsonl", "hi")
+    assert r.code == 6 and r.events[-1]["code"] == "not_found", r
+    line = one_error_line(r)
+    assert "/v1" in line and "--base-url" in line
+    assert not fake.chats

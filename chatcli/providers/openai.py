@@ -15,7 +15,7 @@ import httpx
 import orjson
 
 from chatcli import events as ev
-from chatcli.errors import ProtocolError, ProviderError, RateLimited, TransportError
+from chatcli.errors import NotFound, ProtocolError, ProviderError, RateLimited, TransportError
 from chatcli.providers import _http
 from chatcli.providers.base import Provider, Turn, WireHook
 from chatcli.sse import iter_sse
@@ -268,7 +268,7 @@ class OpenAICompatible(Provider):
         with _http.mapped(what):
             with self.client.stream("POST", "chat/completions", content=orjson.dumps(body),
                                     headers={"Content-Type": "application/json"}) as response:
-                _http.raise_for_response(response, provider="openai")
+                _http.raise_for_response(response, provider="openai", classify=self._classify)
                 yield ev.Start(provider="openai", model=model)
                 meta: dict[str, Any] = {"model": model} if model else {}
                 if turn.system is not None:
@@ -283,6 +283,18 @@ class OpenAICompatible(Provider):
                 yield from iter_events(response.iter_text(), decoder, turn.wire)
         yield ev.Meta(data={"model": decoder.model} if decoder.model else {})
         yield from decoder.finish()
+
+    def _classify(self, status: int, code: Any, data: Any, message: str | None) -> Exception | None:
+        """404: name the likely cause -- an unknown model, or a base URL missing its /v1."""
+        if status != 404:
+            return None
+        shown = "openai: HTTP 404" + (f": {message}" if message else "")
+        if code not in (None, "", 404, "404") and message and str(code) not in message:
+            shown += f" ({code})"
+        if "model" in (message or "").lower():
+            return NotFound(shown, status=404, hint="check --model; the server lists its models at GET .../models")
+        return NotFound(shown, status=404, hint=f"check --base-url ({self.settings.base_url}): "
+                                                "OpenAI-compatible servers usually answer under .../v1")
 
     def _non_stream(self, response: httpx.Response, ctype: str, decoder: OpenAIDecoder) -> Iterator[ev.Event]:
         """A server that ignored `stream: true` and answered one JSON body."""
