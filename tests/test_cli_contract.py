@@ -610,3 +610,11 @@ def test_base_url_without_v1_gets_a_hint(cli, server):
     line = one_error_line(r)
     assert "/v1" in line and "--base-url" in line
     assert not fake.chats
+
+
+def test_in_stream_rate_limit_before_any_answer_is_retried(cli, fake):
+    fake.push(fo.stream(fo.frames([fo.chunk("", role=True), {"error": {"message": "Rate limit", "code": "429",
+                                                                      "type": "throttling_error"}}], done=False)))
+    r = ask(cli, fake, "--retries", "1", "hi")
+    assert r.code == 0 and r.stdout == "Hello from the fake.\n", r
+    assert len(fake.chats) == 2

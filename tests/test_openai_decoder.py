@@ -187,7 +187,7 @@ def test_error_line_with_plain_text():
 def test_litellm_error_with_string_code_429_is_a_rate_limit():
     events, exc = decode_until_error([transcript("openai", "stream_error_litellm.sse").decode()])
     assert texts_of(events, "delta") == "Sure"
-    assert isinstance(exc, RateLimited) and exc.exit_code == 4 and not exc.retryable
+    assert isinstance(exc, RateLimited) and exc.exit_code == 4 and exc.retryable
 
 
 def test_ollama_truncated_stream_is_a_network_error():

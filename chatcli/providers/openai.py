@@ -36,7 +36,8 @@ def _in_stream_error(err: Any) -> ProviderError:
     if extra:
         text += f" ({', '.join(extra)})"
     if str(code) == "429" or kind in ("rate_limit_error", "throttling_error"):
-        return RateLimited(text, status=None)
+        # Retryable: run.py retries it only before the first answer byte; a script may retry later.
+        return RateLimited(text, status=None, retryable=True)
     return ProviderError(text, status=None)
 
 
