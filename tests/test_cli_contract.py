@@ -618,3 +618,35 @@ def test_in_stream_rate_limit_before_any_answer_is_retried(cli, fake):
     r = ask(cli, fake, "--retries", "1", "hi")
     assert r.code == 0 and r.stdout == "Hello from the fake.\n", r
     assert len(fake.chats) == 2
+
+
+def test_jsonl_same_bytes_on_a_terminal_and_a_pipe(cli, fake):
+    import re
+
+    def norm(data: bytes) -> bytes:
+        return re.sub(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", b"<id>", data)
+
+    fake.push(fo.answer("same ", "bytes"), fo.answer("same ", "bytes"))
+    piped = ask(cli, fake, "--jsonl", "hi")
+    assert piped.code == 0
+    master, slave = pty.openpty()
+    import termios
+
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # no \n -> \r\n translation: compare what chatcli wrote
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    proc = cli.spawn("ask", "-p", "openai", "--base-url", fake.base_url, "--jsonl", "hi", stdout=slave,
+                     env={"TERM": "xterm-256color"})
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        out += data
+    os.close(master)
+    assert proc.wait(timeout=20) == 0
+    assert norm(out) == norm(piped.stdout.encode())
