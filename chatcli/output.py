@@ -163,9 +163,24 @@ class TextWriter(Writer):
         self.out.write("\n")
         self.out.flush()
 
+    def _end_reasoning(self) -> None:
+        """Close an open `thinking: ...` stderr line, so what follows starts its own line."""
+        if self.in_reasoning:
+            self.err.write("\n")
+            self.in_reasoning = False
+
+    def note(self, text: str) -> None:
+        self._end_reasoning()
+        super().note(text)
+
+    def warn(self, text: str) -> None:
+        self._end_reasoning()
+        super().warn(text)
+
     def error(self, event: ev.Error, hint: str | None = None) -> None:
         if self.wrote_text:
             self.finish()
+        self._end_reasoning()
         super().error(event, hint)
 
 
