@@ -650,3 +650,13 @@ def test_jsonl_same_bytes_on_a_terminal_and_a_pipe(cli, fake):
     os.close(master)
     assert proc.wait(timeout=20) == 0
     assert norm(out) == norm(piped.stdout.encode())
+
+
+def test_error_after_reasoning_is_still_its_own_stderr_line(cli, fake, home):
+    fake.push(fo.stream(fo.frames([fo.chunk(reasoning="let me think"), {"error": {"message": "engine died"}}])))
+    r = ask(cli, fake, "hi")
+    assert r.code == 6, r
+    assert r.stdout == ""
+    assert "engine died" in one_error_line(r)
+    assert "let me think" in r.stderr
+    assert only_conv(home)["messages"][-1]["reasoning"] == "let me think"
