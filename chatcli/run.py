@@ -260,20 +260,21 @@ class _Turn:
                 interrupts.armed = False
                 self._finish("failed", error=f"internal error: {type(exc).__name__}")
                 raise
-        if self.done is None:
-            # A provider that ended without Done: its stream was cut off.
-            from chatcli.errors import TransportError
+            # Still inside: a SIGTERM/SIGINT while the answer is saved is ignored (disarmed), not fatal.
+            if self.done is None:
+                # A provider that ended without Done: its stream was cut off.
+                from chatcli.errors import TransportError
 
-            exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
-            self._finish("failed", error=exc.message)
-            self._ensure_start()
-            self.writer.error(_error_event(exc), exc.hint)
-            return exc.exit_code
-        reason = self.done.finish_reason or "stop"
-        status = "stopped" if reason == "stopped" else "complete"
-        self._finish(status, finish_reason=reason)
-        self.writer.event(self._done_event(reason))
-        return 130 if reason == "stopped" else 0
+                exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
+                self._finish("failed", error=exc.message)
+                self._ensure_start()
+                self.writer.error(_error_event(exc), exc.hint)
+                return exc.exit_code
+            reason = self.done.finish_reason or "stop"
+            status = "stopped" if reason == "stopped" else "complete"
+            self._finish(status, finish_reason=reason)
+            self.writer.event(self._done_event(reason))
+            return 130 if reason == "stopped" else 0
 
     def _retry_delay(self, exc: ChatCliError, attempt: int, settings: Settings, deadline: float) -> float | None:
         if not exc.retryable or self.answer_started or attempt >= settings.retries:
