@@ -233,3 +233,38 @@ def test_parallel_continues_with_checkpoints_keep_one_answer_each(cli, server, h
     assert len(conv["messages"]) == 6
     assert sorted(m["status"] for m in answers) == ["complete", "stopped", "stopped"]
     assert not any(m.get("_checkpoint") for m in answers)
+
+
+SIGNAL_DURING_SAVE = r'''
+import os, signal, sys
+from chatcli import events as ev, providers, store as st
+from chatcli.config import Options
+from chatcli.providers.base import Provider
+from chatcli.run import TurnRequest, run_turn
+
+class Quick(Provider):
+    name = "openai"
+    def stream(self, turn):
+        yield ev.Start(provider="openai")
+        yield ev.Delta("done already")
+        yield ev.Done()
+
+real_save = st.Store.save
+def save(self, conv, **kw):
+    real_save(self, conv, **kw)
+    if conv["messages"][-1].get("status") == "complete" and conv["messages"][-1]["role"] == "assistant":
+        os.kill(os.getpid(), signal.SIG)  # `chatcli stop` arriving just as the answer is saved
+st.Store.save = save
+providers.load = lambda name: Quick
+sys.exit(run_turn(TurnRequest(prompt="hi", mode="jsonl", options=Options(provider="openai"))))
+'''
+
+
+def test_a_stop_that_arrives_while_the_finished_answer_is_saved_is_harmless(cli, home, tmp_path):
+    """The answer is complete: a late SIGTERM/SIGINT must not kill the process before `done`."""
+    for sig in ("SIGTERM", "SIGINT"):
+        code = SIGNAL_DURING_SAVE.replace("signal.SIG)", f"signal.{sig})")
+        out = subprocess.run([sys.executable, "-c", code], env=cli.env, capture_output=True, timeout=30)
+        assert out.returncode == 0, (sig, out)
+        events = [json.loads(line) for line in out.stdout.splitlines()]
+        assert events[-1]["type"] == "done" and events[-1]["text"] == "done already"
