@@ -163,9 +163,24 @@ class TextWriter(Writer):
         self.out.write("\n")
         self.out.flush()
 
+    def _end_reasoning(self) -> None:
+        """Close an open `thinking: ...` stderr line, so what follows starts its own line."""
+        if self.in_reasoning:
+            self.err.write("\n")
+            self.in_reasoning = False
+
+    def note(self, text: str) -> None:
+        self._end_reasoning()
+        super().note(text)
+
+    def warn(self, text: str) -> None:
+        self._end_reasoning()
+        super().warn(text)
+
     def error(self, event: ev.Error, hint: str | None = None) -> None:
         if self.wrote_text:
             self.finish()
+        self._end_reasoning()
         super().error(event, hint)
 
 
@@ -189,12 +204,19 @@ class JsonlWriter(Writer):
             self.out.write(data.decode())
             self.out.flush()
 
+    started = False
+
     def event(self, event: ev.Event) -> None:
         if event.type != "meta":
+            self.started = self.started or event.type == "start"
             self._line(ev.to_dict(event))
 
     def error(self, event: ev.Error, hint: str | None = None) -> None:
         super().error(event, hint)
+        if not self.started:
+            # CONTRACT.md: `start` is the first line, always -- also when the command fails
+            # before a provider was chosen (empty prompt, bad config): its keys are null.
+            self.event(ev.Start(provider=None))  # type: ignore[arg-type]
         self._line(ev.to_dict(event))
 
 

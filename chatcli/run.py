@@ -121,6 +121,7 @@ class _Turn:
         self.done: ev.Done | None = None
         self.answer_id: str | None = None
         self.last_checkpoint = 0.0
+        self.checkpoint_id: str | None = None
 
     # ----- set-up ----------------------------------------------------------------
 
@@ -129,7 +130,7 @@ class _Turn:
             if self.req.cid or self.req.parent:
                 raise UsageError("--cid and --parent go with `continue`")
             return None
-        ref = self.req.cid or self.store.last()
+        ref = self.req.cid or self.store.last(strict=True)
         if not ref:
             raise UsageError("there is no conversation to continue", hint="start one with `chatcli ask`")
         cid = self.store.resolve(ref)
@@ -259,20 +260,21 @@ class _Turn:
                 interrupts.armed = False
                 self._finish("failed", error=f"internal error: {type(exc).__name__}")
                 raise
-        if self.done is None:
-            # A provider that ended without Done: its stream was cut off.
-            from chatcli.errors import TransportError
+            # Still inside: a SIGTERM/SIGINT while the answer is saved is ignored (disarmed), not fatal.
+            if self.done is None:
+                # A provider that ended without Done: its stream was cut off.
+                from chatcli.errors import TransportError
 
-            exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
-            self._finish("failed", error=exc.message)
-            self._ensure_start()
-            self.writer.error(_error_event(exc), exc.hint)
-            return exc.exit_code
-        reason = self.done.finish_reason or "stop"
-        status = "stopped" if reason == "stopped" else "complete"
-        self._finish(status, finish_reason=reason)
-        self.writer.event(self._done_event(reason))
-        return 130 if reason == "stopped" else 0
+                exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
+                self._finish("failed", error=exc.message)
+                self._ensure_start()
+                self.writer.error(_error_event(exc), exc.hint)
+                return exc.exit_code
+            reason = self.done.finish_reason or "stop"
+            status = "stopped" if reason == "stopped" else "complete"
+            self._finish(status, finish_reason=reason)
+            self.writer.event(self._done_event(reason))
+            return 130 if reason == "stopped" else 0
 
     def _retry_delay(self, exc: ChatCliError, attempt: int, settings: Settings, deadline: float) -> float | None:
         if not exc.retryable or self.answer_started or attempt >= settings.retries:
@@ -393,9 +395,10 @@ class _Turn:
 
     def _put_answer(self, msg: dict[str, Any]) -> None:
         conv = self.conv
-        msgs = conv["messages"]
-        if msgs and msgs[-1].get("role") == "assistant" and msgs[-1].get("_checkpoint"):
-            msgs.pop()
+        # Replace this turn's own last checkpoint, found by id: after the store merged in
+        # other processes' messages, the last message may be someone else's.
+        msgs = conv["messages"] = [m for m in conv["messages"] if m["message_id"] != self.checkpoint_id]
+        self.checkpoint_id = msg["message_id"] if msg.get("_checkpoint") else None
         msgs.append(msg)
         conv["current"] = msg["message_id"]
         conv["updated_at"] = msg["created_at"]

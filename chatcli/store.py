@@ -59,6 +59,9 @@ class Store:
         self.last_path = home / "last.json"
         self._lock_depth = 0
         self._lock_fd: int | None = None
+        # conversation id -> ids of messages this process created and wrote / only read (see _merge)
+        self._written: dict[str, set[str]] = {}
+        self._seen: dict[str, set[str]] = {}
 
     # ----- low level -------------------------------------------------------------
 
@@ -158,17 +161,54 @@ class Store:
         data = self._read(self.path_for(cid), "the conversation file")
         if data is None:
             raise ConversationNotFound(f"no conversation {cid!r} in {self.home}")
+        self._seen[cid] = {m.get("message_id") for m in data.get("messages") or () if isinstance(m, dict)}
         return data
 
     def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False) -> None:
         """Write a conversation (and its index entry, and last.json when asked)."""
         conv["version"] = VERSION
         with self.locked():
+            self._merge(conv)
             self._write(self.path_for(conv["conversation_id"]), conv)
+            seen = self._seen.get(conv["conversation_id"], set())
+            self._written.setdefault(conv["conversation_id"], set()).update(
+                m["message_id"] for m in conv["messages"] if m["message_id"] not in seen)
             if index:
                 self._update_index({conv["conversation_id"]: summary(conv)})
             if last:
                 self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]})
+
+    def _merge(self, conv: dict[str, Any]) -> None:
+        """Apply this process's changes on top of the file as it is now (caller holds the lock).
+
+        Two `continue`s of one conversation each load it, add their turn and save: without
+        this the last writer would drop the other's messages. The file is the base; the
+        messages this process created replace or extend it, and one it wrote and has since
+        removed (a replaced checkpoint) stays removed. Messages it only read are taken as
+        the file has them now.
+        """
+        cid = conv["conversation_id"]
+        try:
+            disk = orjson.loads(self.path_for(cid).read_bytes())
+            theirs = disk["messages"]
+            assert isinstance(theirs, list)
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
+            return
+        seen = self._seen.setdefault(cid, set())
+        mine = {m["message_id"]: m for m in conv["messages"] if m["message_id"] not in seen}
+        dropped = self._written.get(cid, set()) - set(mine)
+        merged: list[dict[str, Any]] = []
+        for m in theirs:
+            mid = m.get("message_id") if isinstance(m, dict) else None
+            if mid in mine:
+                merged.append(mine.pop(mid))
+            elif mid is not None and mid not in dropped:
+                merged.append(m)
+                seen.add(mid)
+        merged.extend(mine.values())
+        conv["messages"] = merged
+        if (disk.get("updated_at") or "") > (conv.get("updated_at") or ""):
+            conv["updated_at"] = disk["updated_at"]
 
     def rename(self, conv: dict[str, Any], new_id: str) -> None:
         """Give a conversation the provider's own id (learnt from the first answer)."""
@@ -177,6 +217,8 @@ class Store:
             return
         with self.locked():
             conv["conversation_id"] = new_id
+            self._seen[new_id] = self._seen.pop(old_id, set())
+            self._written[new_id] = self._written.pop(old_id, set())
             conv.setdefault("local_id", old_id)
             self.save(conv, index=False)
             with contextlib.suppress(FileNotFoundError):
@@ -195,10 +237,13 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.last_path)
 
-    def last(self) -> str | None:
+    def last(self, *, strict: bool = False) -> str | None:
+        """The last used conversation id; strict: a corrupt last.json raises StateError."""
         try:
             data = self._read(self.last_path, "the last-conversation file")
         except StateError:
+            if strict:
+                raise
             return None
         cid = (data or {}).get("conversation_id")
         return cid if isinstance(cid, str) else None
