@@ -219,6 +219,7 @@ class ChatGPT(Provider):
                 _http.raise_for_response(response, provider="chatgpt", classify=classify)
                 ctype = response.headers.get("content-type", "").lower()
                 yield ev.Start(provider="chatgpt", model=model, conversation_id=turn.conversation_id)
+                yield ev.Meta(data={"model": model})
                 if "text/event-stream" in ctype:
                     yield from self._sse(response, turn, wsrid)
                     return
@@ -235,6 +236,10 @@ class ChatGPT(Provider):
     def _tagged(self, events: Iterator[ev.Event], decoder: SSEDecoder, wsrid: str) -> Iterator[ev.Event]:
         """Pass events on; add the stop handle as soon as the conversation id is known (§8)."""
         for event in events:
+            if isinstance(event, ev.Meta) and set(event.data) == {"model"}:
+                # The slug the server used is not the conversation's model: `continue` must
+                # keep asking for what the user chose (e.g. auto). history --remote shows it.
+                continue
             yield event
             if isinstance(event, ev.Meta) and event.data.get("conversation_id"):
                 handle = {"conversation_id": event.data["conversation_id"], "websocket_request_id": wsrid}
