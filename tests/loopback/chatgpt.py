@@ -334,6 +334,7 @@ class ChatGPTBackend:
             if self.delay and ex.sleep_or_gone(self.delay):
                 # The client hung up (an aborted SSE turn stops generation too: spec §8).
                 self._stop_flags[turn["cid"]].set()
+                self.srv._gone(ex)
                 for _ in events:
                     pass
                 return
@@ -367,8 +368,8 @@ class ChatGPTBackend:
                                  "more_body": not last, "response_id": answer["response_id"],
                                  "conversation_id": turn["cid"],
                                  "websocket_request_id": answer["websocket_request_id"]})
-                if self.delay:
-                    time.sleep(self.delay)
+                if self.delay and self._stop_flags[turn["cid"]].wait(self.delay):
+                    self.delay = 0  # stopped: finish the tail at once
 
         t = threading.Thread(target=publish, daemon=True)
         self.threads.append(t)

@@ -21,7 +21,7 @@ import httpx
 import orjson
 
 from chatcli import events as ev
-from chatcli.errors import ProtocolError, ProviderError, TransportError, UsageError, register_secret
+from chatcli.errors import ChatCliError, ProtocolError, ProviderError, TransportError, UsageError, register_secret
 from chatcli.providers import _http
 from chatcli.providers.base import Provider, Turn
 from chatcli.providers.chatgpt import history, sentinel
@@ -205,8 +205,16 @@ class ChatGPT(Provider):
         headers.update(self._sentinel())
         pre = self._preconnect() if ws_mode else None
         body = build_body(turn, self.extra, model=model, websocket_request_id=wsrid, force_sse=not ws_mode)
+        started = False
         try:
-            yield from self._send(turn, body, headers, model, pre)
+            for event in self._send(turn, body, headers, model, pre):
+                started = started or isinstance(event, ev.Start)
+                yield event
+        except ChatCliError as exc:
+            if started:
+                # The server accepted the message: sending it again would add a second turn.
+                exc.retryable = False
+            raise
         finally:
             if pre is not None:
                 pre.close()
