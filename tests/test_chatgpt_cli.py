@@ -65,7 +65,8 @@ def test_ask_and_continue_sse(cli, chatgpt, home, encoding):
     assert deltas(ev) == "Bonjour ! 你好 🌍" == ev[-1]["text"]
     done = ev[-1]
     cid = next(iter(chatgpt.conversations))
-    assert done["type"] == "done" and done["conversation_id"] == cid and done["finish_reason"] == "stop"
+    assert done["type"] == "done" and done["conversation_id"] == cid == ev[0]["conversation_id"]
+    assert done["finish_reason"] == "stop"
     mapping = chatgpt.conversations[cid]["mapping"]
     assert done["message_id"] == chatgpt.conversations[cid]["current_node"]
     first = chatgpt.sent[0]

@@ -205,13 +205,11 @@ class ChatGPT(Provider):
         headers.update(self._sentinel())
         pre = self._preconnect() if ws_mode else None
         body = build_body(turn, self.extra, model=model, websocket_request_id=wsrid, force_sse=not ws_mode)
-        started = False
+        self._accepted = False
         try:
-            for event in self._send(turn, body, headers, model, pre):
-                started = started or isinstance(event, ev.Start)
-                yield event
+            yield from self._send(turn, body, headers, model, pre)
         except ChatCliError as exc:
-            if started:
+            if self._accepted:
                 # The server accepted the message: sending it again would add a second turn.
                 exc.retryable = False
             raise
@@ -225,11 +223,10 @@ class ChatGPT(Provider):
         with _http.mapped(self.what):
             with self.client.stream("POST", "conversation", content=orjson.dumps(body), headers=headers) as response:
                 _http.raise_for_response(response, provider="chatgpt", classify=classify)
+                self._accepted = True
                 ctype = response.headers.get("content-type", "").lower()
-                yield ev.Start(provider="chatgpt", model=model, conversation_id=turn.conversation_id)
-                yield ev.Meta(data={"model": model})
                 if "text/event-stream" in ctype:
-                    yield from self._sse(response, turn, wsrid)
+                    yield from self._with_start(self._sse(response, turn, wsrid), model, turn.conversation_id)
                     return
                 if "json" not in ctype:
                     raise ProtocolError(f"chatgpt: unexpected answer type {ctype or 'none'} (wanted an event stream)")
@@ -239,7 +236,31 @@ class ChatGPT(Provider):
             register_url_secret(answer.get("wss_url"))
             register_url_secret(answer.get("fallback_wss_url"))
         turn.emit_wire(None, answer)
+        cid = answer.get("conversation_id") if isinstance(answer, dict) else None
+        yield ev.Start(provider="chatgpt", model=model,
+                       conversation_id=cid if isinstance(cid, str) and cid else turn.conversation_id)
+        yield ev.Meta(data={"model": model})
         yield from self._websocket(turn, body, headers, answer, pre)
+
+    def _with_start(self, events: Iterator[ev.Event], model: str, cid: str | None) -> Iterator[ev.Event]:
+        """Start as soon as the conversation id is known (the first SSE event carries it), so
+        the start and done events name the same conversation; at the latest before the text."""
+        held: list[ev.Event] = [ev.Meta(data={"model": model})]
+        started = False
+        for event in events:
+            if not started:
+                if isinstance(event, ev.Meta) and not event.data.get("conversation_id"):
+                    held.append(event)
+                    continue
+                if isinstance(event, ev.Meta):
+                    cid = event.data["conversation_id"]
+                yield ev.Start(provider="chatgpt", model=model, conversation_id=cid)
+                yield from held
+                started = True
+            yield event
+        if not started:
+            yield ev.Start(provider="chatgpt", model=model, conversation_id=cid)
+            yield from held
 
     def _tagged(self, events: Iterator[ev.Event], decoder: SSEDecoder, wsrid: str) -> Iterator[ev.Event]:
         """Pass events on; add the stop handle as soon as the conversation id is known (§8)."""
