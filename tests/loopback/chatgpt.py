@@ -31,12 +31,10 @@ from typing import Any
 
 from chatcli.providers.chatgpt import sentinel
 from loopback import Exchange, LoopbackServer
+from loopback.chatgpt_ws import PLAIN, RELIABLE, WS_TOKEN, WSHub  # noqa: F401 (re-exported)
 
 P = "/backend-api"
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.FAKE-chatgpt-access-token.SECRET123"
-WS_TOKEN = "eyJhbGciOiJIUzI1NiJ9.FAKE-azure-client-token.WSSECRET456"
-RELIABLE = "json.reliable.webpubsub.azure.v1"
-PLAIN = "json.webpubsub.azure.v1"
 FAULTS = ("401", "403html", "429", "413", "422", "stream_error", "drop", "moderation_blocked",
           "ws_close_early", "ws_primary_broken", "ws_all_broken", "no_wss_url", "sentinel_500")
 CF_PAGE = ("<!DOCTYPE html><html lang=\"en-US\"><head><title>Just a moment...</title></head><body>"
@@ -60,97 +58,6 @@ def words(text: str) -> list[str]:
     for i, w in enumerate(text.split(" ")):
         out.append(w if i == 0 else " " + w)
     return [p for p in out if p]
-
-
-class WSHub:
-    """Azure Web PubSub stand-in: connected frame, envelopes, sequenceIds, acks (§7.5, §7.6)."""
-
-    def __init__(self, backend: ChatGPTBackend) -> None:
-        from websockets.sync.server import serve
-
-        self.backend = backend
-        self.conns: list[dict[str, Any]] = []
-        self.pending: list[dict[str, Any]] = []
-        self.acks: list[int] = []
-        self.offered: list[list[str]] = []
-        self.connects: list[str] = []
-        self.lock = threading.Lock()
-        self.closing = False
-        self.server = serve(self._handler, "127.0.0.1", 0, subprotocols=[RELIABLE, PLAIN],
-                            select_subprotocol=self._select, process_request=self._process, compression=None)
-        self.port = self.server.socket.getsockname()[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str = "/client/hubs/conversations") -> str:
-        return f"ws://127.0.0.1:{self.port}{path}?access_token={WS_TOKEN}"
-
-    def _select(self, connection: Any, offered: Any) -> Any:
-        self.offered.append(list(offered))
-        for proto in offered:
-            if proto in (RELIABLE, PLAIN):
-                return proto
-        return None
-
-    def _process(self, connection: Any, request: Any) -> Any:
-        self.connects.append(request.path)
-        if not request.path.startswith("/client/hubs/conversations"):
-            return connection.respond(502, "bad gateway\n")
-        if f"access_token={WS_TOKEN}" not in request.path:
-            return connection.respond(401, "missing access_token\n")
-        return None
-
-    def _handler(self, ws: Any) -> None:
-        reliable = ws.subprotocol == RELIABLE
-        conn = {"ws": ws, "queue": [], "seq": 0, "reliable": reliable, "sent": 0}
-        first = {"type": "system", "event": "connected", "userId": "user-loopback", "connectionId": "conn-1"}
-        if reliable:
-            first["reconnectionToken"] = "RECONNECT-TOKEN"
-        ws.send(json.dumps(first, separators=(",", ":")))
-        with self.lock:
-            conn["queue"].extend(self.pending)
-            self.pending.clear()
-            self.conns.append(conn)
-        try:
-            while not self.closing:
-                with self.lock:
-                    batch, conn["queue"] = conn["queue"], []
-                for data in batch:
-                    if isinstance(data, str):
-                        ws.send(data)  # a verbatim frame (transcript replay)
-                        continue
-                    if data is None:
-                        ws.close()  # fault: the socket closes early
-                        return
-                    env: dict[str, Any] = {"type": "message", "from": "server", "dataType": "json", "data": data}
-                    if reliable:
-                        conn["seq"] += 1
-                        env = {"sequenceId": conn["seq"], **env}
-                    ws.send(json.dumps(env, separators=(",", ":")))
-                try:
-                    msg = ws.recv(timeout=0.01)
-                except TimeoutError:
-                    continue
-                frame = json.loads(msg)
-                if frame.get("type") == "sequenceAck":
-                    self.acks.append(int(frame["sequenceId"]))
-        except Exception:  # the client went away
-            pass
-        finally:
-            with self.lock:
-                if conn in self.conns:
-                    self.conns.remove(conn)
-
-    def publish(self, data: dict[str, Any] | None) -> None:
-        with self.lock:
-            if not self.conns:
-                self.pending.append(data)  # lenient: the real service would lose it
-            for conn in self.conns:
-                conn["queue"].append(data)
-
-    def stop(self) -> None:
-        self.closing = True
-        self.server.shutdown()
 
 
 class ChatGPTBackend:
@@ -185,7 +92,7 @@ class ChatGPTBackend:
         self.issued: dict[str, dict[str, Any]] = {}
         self._stop_flags: dict[str, threading.Event] = {}
         self.threads: list[threading.Thread] = []
-        self.ws = WSHub(self) if websockets else None
+        self.ws = WSHub() if websockets else None
         r = srv.route
         r("GET", r"/api/auth/session", self.session)
         r("POST", P + r"/sentinel/chat-requirements", self.requirements)

@@ -383,7 +383,7 @@ class ChatGPT(Provider):
                                         headers={"Content-Type": "application/json"}, timeout=STOP_TIMEOUT)
         if response.status_code >= 300:
             raise self._error(response)
-        return None
+        return "asked ChatGPT to stop generating (stop_conversation)"
 
     def remote_messages(self, conversation_id: str) -> list[dict[str, Any]]:
         with _http.mapped(self.what):
