@@ -382,3 +382,29 @@ def test_device_id_is_stable_and_private(tmp_path):
     path = tmp_path / "s" / "chatgpt-device-id"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-5, 50) | st.text(max_size=8),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(
+                         ["message", "content", "parts", "author", "role", "id", "status", "error", "v", "p", "o",
+                          "type", "metadata", "recipient", "conversation_id"]), kids, max_size=4), max_leaves=12)
+_frame = st.fixed_dictionaries({}, optional={
+    "p": st.sampled_from(["", "/message/content/parts/0", "/message/status", "/message/metadata", "/message/author/role",
+                          "/message/content/parts/-", "/message/content", "/x/0/y", "/message/id"]),
+    "o": st.sampled_from(["add", "replace", "append", "patch", "truncate", "remove", "bogus"]),
+    "v": _json, "c": st.integers(0, 3)})
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["delta", None, "delta_encoding"]), _frame | _json), max_size=25))
+def test_v1_decoder_never_crashes_on_odd_frames(frames):
+    from chatcli.errors import ChatCliError
+
+    dec = SSEDecoder()
+    try:
+        for name, frame in frames:
+            list(dec.feed(name, json.dumps(frame)))
+        list(dec.finish())
+        dec.state.done()
+    except ChatCliError:
+        pass  # an `error` field or a blocked moderation is a designed failure

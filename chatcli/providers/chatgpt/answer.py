@@ -196,10 +196,10 @@ class AnswerState:
         if mid in self.tools_done:
             return
         self.tools_done.add(mid)
-        author = msg.get("author") or {}
+        author = msg.get("author") if isinstance(msg.get("author"), dict) else {}
         text: Any = text_of(msg.get("content"))
         if author.get("role") == "tool":
-            yield ev.Tool(name=author.get("name") or "tool", input=None, output=text or None)
+            yield ev.Tool(name=str(author.get("name") or "tool"), input=None, output=text or None)
         else:
             yield ev.Tool(name=str(msg.get("recipient")), input=text or None, output=None)
 

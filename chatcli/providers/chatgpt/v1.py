@@ -83,7 +83,7 @@ def apply(doc: dict[str, Any], path: str, op: str, value: Any) -> dict[str, Any]
     tokens = split_path(path)
     if op == "patch":
         for sub in value if isinstance(value, list) else ():
-            if isinstance(sub, dict) and "o" in sub:
+            if isinstance(sub, dict) and isinstance(sub.get("o"), str) and isinstance(sub.get("p", ""), (str, type(None))):
                 doc = apply(doc, sub.get("p") or "", sub["o"], sub.get("v"))
         return doc
     if not tokens:
@@ -153,6 +153,8 @@ class V1Decoder:
 
     def delta(self, frame: dict[str, Any]) -> Iterator[ev.Event]:
         p, o, v = frame.get("p"), frame.get("o"), frame.get("v")
+        if not isinstance(p, (str, type(None))) or not isinstance(o, (str, type(None))):
+            return  # not a frame this decoder understands
         c = frame.get("c")
         if isinstance(c, int):
             self.cur = c
@@ -176,7 +178,8 @@ class V1Decoder:
         doc = apply(doc, p, o, v)
         self.docs[self.cur] = doc
         if o == "patch":
-            subs = [s for s in v if isinstance(s, dict) and "o" in s] if isinstance(v, list) else []
+            subs = [s for s in v if isinstance(s, dict) and isinstance(s.get("o"), str)
+                    and isinstance(s.get("p", ""), (str, type(None)))] if isinstance(v, list) else []
             if subs:
                 self.sticky_p, self.sticky_o = subs[-1].get("p") or "", subs[-1]["o"]
         elif p == "" and o == "add":
