@@ -74,7 +74,7 @@ def test_ask_and_continue_sse(cli, chatgpt, home, encoding):
     assert "conversation_id" not in first and first["model"] == "auto" and first["force_use_sse"] is True
     assert first["supported_encodings"] == ["v1"] and first["parent_message_id"] not in mapping
 
-    r2 = ask(cli, chatgpt, "again", cmd="continue")  # text mode
+    r2 = cli("continue", "again", env=ENV)  # text mode; provider and base URL come from the conversation
     assert r2.code == 0, r2
     assert r2.stdout == "Bonjour ! 你好 🌍\n"
     second = chatgpt.sent[1]
@@ -116,6 +116,13 @@ def test_profile_sets_history_disabled(cli, chatgpt, home):
     r = cli("ask", "--profile", "gpt", "hi", env={"MY_GPT_TOKEN": TOKEN})
     assert r.code == 0, r
     assert chatgpt.sent[0]["history_and_training_disabled"] is True
+
+
+def test_system_prompt_is_refused_before_sending(cli, chatgpt):
+    r = ask(cli, chatgpt, "--jsonl", "-s", "be terse", "hi")
+    assert r.code == 2, r
+    one_error_line(r, "config")
+    assert not chatgpt.sent and "system" in r.stderr
 
 
 def test_branch_with_parent(cli, chatgpt):
@@ -403,3 +410,12 @@ def test_remote_conversations(chatgpt):
     assert [c["conversation_id"] for c in convs] == ["c-2", "c-1"]
     assert convs[0]["title"] == "Hello C-2" and convs[0]["created_at"].endswith("Z")
     assert os.environ.get("CHATGPT_ACCESS_TOKEN") is None
+
+
+def test_failure_before_the_send_is_retried_but_nothing_is_sent(cli, chatgpt):
+    chatgpt.fault = "sentinel_500"
+    r = ask(cli, chatgpt, "--jsonl", "--retries", "1", "hi")
+    assert r.code == 6, r
+    assert r.events[-1]["code"] == "provider" and r.events[-1]["status"] == 500
+    assert "retrying" in r.stderr and len(chatgpt.srv.requests_to("/backend-api/sentinel/chat-requirements")) == 2
+    assert not chatgpt.sent
