@@ -1,4 +1,5 @@
-"""Figure, not a test: decoding a 2,000-frame legacy ChatGPT answer (cumulative snapshots).
+"""Figure, not a test: decoding a 2,000-frame legacy ChatGPT answer (cumulative snapshots)
+(and, for comparison, the same answer as 2,000 delta-v1 frames).
 
 In-process: wall time and tracemalloc peak of SSE framing + `SSEDecoder` over the bytes.
 End to end: wall time and peak RSS of `chatcli ask --jsonl` against the loopback server.
@@ -43,19 +44,30 @@ def stream(frames: int = 2000) -> bytes:
     return "".join(out).encode()
 
 
-def in_process(data: bytes) -> None:
+def stream_v1(frames: int = 2000) -> bytes:
+    doc = {"message": {"id": "a1", "author": {"role": "assistant"}, "recipient": "all", "status": "in_progress",
+                       "content": {"content_type": "text", "parts": [""]}}, "conversation_id": CID, "error": None}
+    out = [sse('"v1"', "delta_encoding"), sse({"v": doc, "c": 0}, "delta")]
+    for i in range(frames):
+        f = {"p": "/message/content/parts/0", "o": "append", "v": f"t{i:04d} "} if i == 0 else {"v": f"t{i:04d} "}
+        out.append(sse(f, "delta"))
+    out += [sse({"type": "message_stream_complete", "conversation_id": CID}), sse("[DONE]")]
+    return "".join(out).encode()
+
+
+def in_process(data: bytes, label: str = "legacy") -> None:
     chunks = [data[i:i + 4096] for i in range(0, len(data), 4096)]
     tracemalloc.start()
     t0 = time.perf_counter()
     dec = SSEDecoder()
     n = 0
     for s in iter_sse(iter_text(chunks)):
-        for e in dec.feed(None, s.data):
+        for e in dec.feed(s.event if s.event != "message" else None, s.data):
             n += isinstance(e, ev.Delta)
     elapsed = time.perf_counter() - t0
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"in-process: {len(data) / 1e6:.1f} MB of SSE, {n} deltas, {elapsed * 1000:.0f} ms, "
+    print(f"in-process {label}: {len(data) / 1e6:.2f} MB of SSE, {n} deltas, {elapsed * 1000:.0f} ms, "
           f"tracemalloc peak {peak / 1e6:.2f} MB")
 
 
@@ -83,4 +95,5 @@ def end_to_end(data: bytes) -> None:
 if __name__ == "__main__":
     payload = stream()
     in_process(payload)
+    in_process(stream_v1(), "v1")
     end_to_end(payload)
