@@ -419,3 +419,16 @@ def test_failure_before_the_send_is_retried_but_nothing_is_sent(cli, chatgpt):
     assert r.events[-1]["code"] == "provider" and r.events[-1]["status"] == 500
     assert "retrying" in r.stderr and len(chatgpt.srv.requests_to("/backend-api/sentinel/chat-requirements")) == 2
     assert not chatgpt.sent
+
+
+def test_expired_token_is_refused_without_a_request(cli, chatgpt, home):
+    import base64
+
+    b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).decode().rstrip("=")  # noqa: E731
+    expired = b64({"alg": "RS256"}) + "." + b64({"exp": 1700000000, "sub": "u"}) + ".SECRETSIG789"
+    r = ask(cli, chatgpt, "--jsonl", "hi", env={"CHATGPT_ACCESS_TOKEN": expired})
+    assert r.code == 3, r
+    one_error_line(r, "auth")
+    assert "expired at 2023-11-14" in r.stderr and "api/auth/session" in r.stderr
+    assert not chatgpt.srv.requests
+    assert "SECRETSIG789" not in r.stdout + r.stderr

@@ -408,3 +408,16 @@ def test_v1_decoder_never_crashes_on_odd_frames(frames):
         dec.state.done()
     except ChatCliError:
         pass  # an `error` field or a blocked moderation is a designed failure
+
+
+def test_expired_jwt_is_refused_before_sending():
+    def jwt(claims):
+        b64 = lambda o: base64.urlsafe_b64encode(json.dumps(o).encode()).decode().rstrip("=")  # noqa: E731
+        return b64({"alg": "RS256"}) + "." + b64(claims) + ".sig"
+
+    assert wire_errors.token_expiry(jwt({"exp": 1700000000})) == 1700000000
+    with pytest.raises(AuthError, match="expired at 2023-11-14"):
+        wire_errors.check_token(jwt({"exp": 1700000000}), now=1800000000)
+    wire_errors.check_token(jwt({"exp": 1900000000}), now=1800000000)
+    wire_errors.check_token("not-a-jwt")
+    wire_errors.check_token("eyJhbGciOiJSUzI1NiJ9.FAKE.SIG")

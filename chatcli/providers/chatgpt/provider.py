@@ -27,7 +27,7 @@ from chatcli.providers.base import Provider, Turn
 from chatcli.providers.chatgpt import history, sentinel
 from chatcli.providers.chatgpt.device import device_id
 from chatcli.providers.chatgpt.legacy import SSEDecoder, parse
-from chatcli.providers.chatgpt.wire_errors import classify
+from chatcli.providers.chatgpt.wire_errors import check_token, classify
 from chatcli.providers.chatgpt.ws import ConnectFailed, FrameDecoder, Socket, ack_frame, register_url_secret
 from chatcli.sse import iter_sse
 
@@ -198,6 +198,7 @@ class ChatGPT(Provider):
     # ----- one turn ------------------------------------------------------------------
 
     def stream(self, turn: Turn) -> Iterator[ev.Event]:
+        check_token(self.token)
         model = self.settings.model or DEFAULT_MODEL
         wsrid = str(uuid.uuid4())
         ws_mode = flag(self.extra, "websocket")

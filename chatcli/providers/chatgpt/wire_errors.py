@@ -6,7 +6,11 @@ list), Cloudflare challenge pages (HTML: one line, never the page), token expiry
 
 from __future__ import annotations
 
+import base64
+import time
 from typing import Any
+
+import orjson
 
 from chatcli.errors import AuthError, ChatCliError, NotFound, ProviderError, RateLimited
 
@@ -71,3 +75,24 @@ def classify(status: int, code: Any, data: Any, message: str | None) -> ChatCliE
     if status == 422:
         return ProviderError(f"chatgpt: the server rejected the request (HTTP 422): {text}".rstrip(": "))
     return None
+
+
+def token_expiry(token: str | None) -> float | None:
+    """The `exp` claim of a JWT access token (spec §1.2; no signature check), or None."""
+    parts = (token or "").split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = orjson.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, (int, float)) else None
+
+
+def check_token(token: str | None, now: float | None = None) -> None:
+    """Refuse a token whose `exp` has passed before anything is sent (a clear exit 3)."""
+    exp = token_expiry(token)
+    if exp is not None and exp < (now if now is not None else time.time()):
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(exp))
+        raise AuthError(f"chatgpt: the access token expired at {when}", hint=TOKEN_HINT)
