@@ -182,7 +182,7 @@ def test_v1_patches_of_several_paths(cli, chatgpt):
     delta = lambda f: sse(f, "delta")  # noqa: E731
     stream = [
         sse('"v1"', "delta_encoding"),
-        sse({"type": "resume_conversation_token", "kind": "conduit", "token": "eyJhbGciOiJFUzI1NiJ9.RESUME.TOKEN",
+        sse({"type": "resume_conversation_token", "kind": "conduit", "token": "opaque-RESUME-TOKEN-not-a-jwt",
              "conversation_id": CID}),
         delta({"p": "", "o": "add", "v": {"message": message("s0", [""], role="system", status="finished_successfully",
                                                              is_visually_hidden_from_conversation=True),
@@ -227,7 +227,11 @@ def test_v1_patches_of_several_paths(cli, chatgpt):
     kinds = [e["type"] for e in r.events]
     assert kinds.count("replace") == 1 and kinds.count("tool") == 1 and kinds.count("reasoning") == 2
     assert cli("history", "--jsonl").events[0]["title"] == "Primary Colours"
-    assert "RESUME.TOKEN" not in r.stdout + r.stderr
+    assert "RESUME-TOKEN" not in r.stdout + r.stderr
+    raw = run(cli, chatgpt, "--raw", "colours")
+    lines = [json.loads(line) for line in raw.stdout.splitlines()]
+    assert lines[0] == {"event": "delta_encoding", "data": "v1"} and lines[-1] == {"event": None, "data": "[DONE]"}
+    assert lines[1]["data"]["token"] == "[REDACTED]" and "RESUME-TOKEN" not in raw.stdout
 
 
 def test_every_shared_transcript_has_a_golden_file():

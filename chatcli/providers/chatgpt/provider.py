@@ -110,6 +110,13 @@ def build_body(turn: Turn, extra: dict[str, Any], *, model: str, websocket_reque
     return body
 
 
+def _secret_free(obj: Any) -> Any:
+    """Register the resume token (spec §6.4: never log it) before --raw prints the event."""
+    if isinstance(obj, dict) and obj.get("type") == "resume_conversation_token" and isinstance(obj.get("token"), str):
+        register_secret(obj["token"])
+    return obj
+
+
 def _usable(url: Any) -> bool:
     return isinstance(url, str) and url.startswith(("ws://", "wss://"))
 
@@ -290,7 +297,7 @@ class ChatGPT(Provider):
             name = sse.event if sse.event != "message" else None
             data = sse.data
             if wire is not None:
-                wire(name, parse(data))
+                wire(name, _secret_free(parse(data)))
             yield from self._tagged(decoder.feed(name, data), decoder, wsrid)
             if data == "[DONE]":
                 break
@@ -364,7 +371,7 @@ class ChatGPT(Provider):
         for sse in iter_sse(bodies()):
             name = sse.event if sse.event != "message" else None
             if wire is not None:
-                wire(name, parse(sse.data))
+                wire(name, _secret_free(parse(sse.data)))
             yield from self._tagged(decoder.feed(name, sse.data), decoder, wsrid)
             if sse.data == "[DONE]":
                 break
