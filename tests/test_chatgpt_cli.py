@@ -136,6 +136,9 @@ def test_branch_with_parent(cli, chatgpt):
     # a plain continue follows the branch just made
     assert ask(cli, chatgpt, "three", cmd="continue").code == 0
     assert chatgpt.sent[3]["parent_message_id"] == r.events[-1]["message_id"]
+    # the server's tree has both branches; the remote thread follows current_node
+    remote = cli("history", r.events[-1]["conversation_id"], "--remote", "--jsonl", env=ENV).events
+    assert [m["text"] for m in remote if m["role"] == "user"] == ["one", "two again", "three"]
 
 
 @pytest.mark.parametrize("preconnect", [True, False])
@@ -432,3 +435,27 @@ def test_expired_token_is_refused_without_a_request(cli, chatgpt, home):
     assert "expired at 2023-11-14" in r.stderr and "api/auth/session" in r.stderr
     assert not chatgpt.srv.requests
     assert "SECRETSIG789" not in r.stdout + r.stderr
+
+
+def test_loopback_session_and_patch_endpoints(chatgpt):
+    import httpx
+
+    with httpx.Client(base_url=chatgpt.srv.url) as c:
+        assert c.get("/api/auth/session").json() == {}
+        session = c.get("/api/auth/session", headers={"Cookie": "__Secure-next-auth.session-token=x"}).json()
+        assert session["accessToken"].count(".") == 2
+        from chatcli.providers.chatgpt.wire_errors import token_expiry
+
+        assert token_expiry(session["accessToken"]) > time.time()
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert c.get("/backend-api/conversations", headers={"Authorization": "Bearer nope"}).status_code == 401
+        provider = _provider(chatgpt)
+        from chatcli.providers.base import Turn
+
+        list(provider.stream(Turn(prompt="x", user_message_id="u-1")))
+        provider.close()
+        cid = next(iter(chatgpt.conversations))
+        assert c.patch(f"/backend-api/conversation/{cid}", json={"title": "Renamed"}, headers=auth).json() == {
+            "success": True}
+        listing = c.get("/backend-api/conversations", headers=auth).json()
+        assert listing["items"][0]["title"] == "Renamed" and listing["has_missing_conversations"] is False
