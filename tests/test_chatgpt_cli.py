@@ -36,9 +36,18 @@ def deltas(events):
     return "".join(e["text"] for e in events if e["type"] == "delta")
 
 
-def last_thread(cli):
-    cid = cli("history", "--jsonl").events[0]["conversation_id"]
-    return cli("history", cid, "--jsonl").events
+def stored(home: Path, cid: str | None = None) -> tuple[dict, list[dict]]:
+    """The saved conversation (newest, or `cid`) and its thread, read with chatcli.store
+    in-process (the `history` command itself is exercised by test_history_remote_...)."""
+    from chatcli import store
+
+    st = store.Store(home)
+    conv = st.load(cid or st.list()[0]["conversation_id"])
+    return conv, store.thread(conv)
+
+
+def last_thread(home: Path) -> list[dict]:
+    return stored(home)[1]
 
 
 def one_error_line(r, code):
@@ -80,11 +89,10 @@ def test_ask_and_continue_sse(cli, chatgpt, home, encoding):
     second = chatgpt.sent[1]
     assert second["conversation_id"] == cid and second["parent_message_id"] == done["message_id"]
     assert second["model"] == "auto" and second["websocket_request_id"] != first["websocket_request_id"]
-    hist = cli("history", cid, "--jsonl").events
+    conv, hist = stored(home, cid)
     assert [m["role"] for m in hist] == ["user", "assistant", "user", "assistant"]
     assert hist[2]["message_id"] == second["messages"][0]["id"]
-    assert chatgpt.conversations[cid]["title"] == "Hello There"
-    assert cli("history", "--jsonl").events[0]["title"] == "Hello There"
+    assert chatgpt.conversations[cid]["title"] == "Hello There" == conv["title"]
     no_secrets(r, home)
 
 
@@ -178,13 +186,13 @@ def test_websocket_fallback_url_then_sse(cli, chatgpt):
     assert deltas(r.events) == "You said: hi"
 
 
-def test_websocket_closing_early_is_a_network_error(cli, chatgpt):
+def test_websocket_closing_early_is_a_network_error(cli, chatgpt, home):
     chatgpt.websocket_account = chatgpt.ignore_force_sse = True
     chatgpt.fault = "ws_close_early"
     r = ask(cli, chatgpt, "--jsonl", "hi there friend")
     assert r.code == 5, r
     one_error_line(r, "network")
-    assert last_thread(cli)[-1]["status"] == "failed"
+    assert last_thread(home)[-1]["status"] == "failed"
 
 
 def test_json_answer_without_wss_url(cli, chatgpt):
@@ -268,13 +276,13 @@ def test_errors(cli, chatgpt, home, fault, code, exit_code, words):
         assert text.code == exit_code and text.stderr.count("chatcli: error:") == 1
 
 
-def test_in_stream_error_v1_and_partial_answer_saved(cli, chatgpt):
+def test_in_stream_error_v1_and_partial_answer_saved(cli, chatgpt, home):
     chatgpt.fault = "stream_error"
     chatgpt.answer = "one two three four"
     r = ask(cli, chatgpt, "--jsonl", "hi")
     assert r.code == 6, r
     assert deltas(r.events) == "one two"
-    hist = last_thread(cli)
+    hist = last_thread(home)
     assert hist[-1]["status"] == "failed" and hist[-1]["text"] == "one two"
 
 
@@ -331,7 +339,7 @@ def test_stop_from_another_process(cli, chatgpt, home, websocket):
     if not websocket:  # a delta-v1 SSE turn: the 2025 shape of spec §8 as well
         handle["exclude_async_types"] = []
     assert chatgpt.stops == [handle]
-    hist = cli("history", cid, "--jsonl").events
+    hist = stored(home, cid)[1]
     assert hist[-1]["status"] == "stopped" and hist[-1]["text"] == partial
     conv = chatgpt.conversations[cid]
     assert chatgpt.srv.wait_for(lambda: conv["mapping"][conv["current_node"]]["message"]["metadata"]

@@ -52,6 +52,12 @@ def run(cli, backend, *args):
     return r
 
 
+def title(home: Path) -> str:
+    from chatcli import store
+
+    return store.Store(home).list()[0]["title"]
+
+
 def answer_of(events):
     return "".join(e["text"] for e in events if e["type"] == "delta")
 
@@ -65,7 +71,7 @@ def test_legacy_transcript(cli, chatgpt):
     r = run(cli, chatgpt, "--jsonl", "Hello")
     check_golden("legacy-sse-2024-composed", normalised(r.events, chatgpt))
     assert r.events[-1]["text"] == "Hello! How can I help you today?"
-    assert cli("history", "--jsonl").events[0]["title"] == "Friendly Greeting"
+    assert title(cli.home) == "Friendly Greeting"
     text = run(cli, chatgpt, "Hello")
     assert text.stdout == "Hello! How can I help you today?\n"
 
@@ -226,7 +232,7 @@ def test_v1_patches_of_several_paths(cli, chatgpt):
     assert r.events[-1]["text"] == "Red, green and blue. Let me check with code.\n\nSorted: blue, green, red."
     kinds = [e["type"] for e in r.events]
     assert kinds.count("replace") == 1 and kinds.count("tool") == 1 and kinds.count("reasoning") == 2
-    assert cli("history", "--jsonl").events[0]["title"] == "Primary Colours"
+    assert title(cli.home) == "Primary Colours"
     assert "RESUME-TOKEN" not in r.stdout + r.stderr
     raw = run(cli, chatgpt, "--raw", "colours")
     lines = [json.loads(line) for line in raw.stdout.splitlines()]
