@@ -211,10 +211,11 @@ class ChatGPT(Provider):
         ws_mode = flag(self.extra, "websocket")
         headers = {"Accept": "text/event-stream", "Content-Type": "application/json"}
         headers.update(self._sentinel())
-        pre = self._preconnect() if ws_mode else None
         body = build_body(turn, self.extra, model=model, websocket_request_id=wsrid, force_sse=not ws_mode)
         self._accepted = False
+        pre = None
         try:
+            pre = self._preconnect() if ws_mode else None
             yield from self._send(turn, body, headers, model, pre)
         except ChatCliError as exc:
             if self._accepted:
