@@ -73,7 +73,7 @@ def _app():  # type: ignore[no-untyped-def]
     from chatcli import complete
 
     if "_CHATCLI_COMPLETE" in os.environ:
-        _plain_completion_help()
+        complete.patch_typer()
     _plain_argument_help()
 
     app = typer.Typer(
@@ -278,19 +278,6 @@ def _app():  # type: ignore[no-untyped-def]
         raise typer.Exit(guard(lambda: configcmd.paths(only="state" if state else "config" if config else None)))
 
     return app
-
-
-def _plain_completion_help() -> None:
-    """Typer formats completion descriptions through rich when it is installed; ours are plain text.
-
-    Skipping that keeps a TAB press free of rich's import (tests/test_completion.py checks it).
-    """
-    try:
-        import typer._completion_classes as cc
-
-        cc._sanitize_help_text = lambda text: text
-    except (ImportError, AttributeError):
-        pass
 
 
 def _plain_argument_help() -> None:

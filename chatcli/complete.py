@@ -80,3 +80,36 @@ def inflight(incomplete: str) -> list[tuple[str, str]]:
     running = [c for c in convs if c["conversation_id"] in cids]
     return [(c["conversation_id"], _describe(c)) for c in (running or convs)
             if c["conversation_id"].startswith(incomplete)]
+
+
+# Typer's zsh script only calls `compdef`, which works when the file is sourced but not
+# when it is autoloaded from $fpath as `_chatcli` (the first TAB would only register the
+# function). This one does both.
+ZSH_SOURCE = """\
+#compdef %(prog_name)s
+
+%(complete_func)s() {
+  eval $(env _TYPER_COMPLETE_ARGS="${words[1,$CURRENT]}" %(autocomplete_var)s=complete_zsh %(prog_name)s)
+}
+
+if [[ $zsh_eval_context[-1] == loadautofunc ]]; then
+  # autoloaded from $fpath (completions/_chatcli): register the function for the next
+  # TAB presses, and complete this one now
+  compdef %(complete_func)s %(prog_name)s
+  %(complete_func)s "$@"
+else
+  # sourced, e.g. eval "$(_CHATCLI_COMPLETE=source_zsh chatcli)" after compinit
+  compdef %(complete_func)s %(prog_name)s
+fi
+"""
+
+
+def patch_typer() -> None:
+    """Plain-text descriptions (Typer would import rich to strip markup we never use) and the zsh script."""
+    try:
+        import typer._completion_classes as cc
+
+        cc._sanitize_help_text = lambda text: text
+        cc.ZshComplete.source_template = ZSH_SOURCE
+    except (ImportError, AttributeError):
+        pass
