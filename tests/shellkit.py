@@ -42,8 +42,9 @@ def answer_for(body: Any) -> str:
 
 
 def openai_routes(srv: LoopbackServer, *, first_delay: float = 0.0, answer: str | None = None,
-                  chunk: int = 3) -> LoopbackServer:
-    """POST /v1/chat/completions streams the answer in `chunk`-character deltas after `first_delay`."""
+                  chunk: int = 3, gate: Any = None) -> LoopbackServer:
+    """POST /v1/chat/completions streams the answer in `chunk`-character deltas, after
+    `first_delay` seconds and after `gate` (a threading.Event) is set, when given."""
 
     def models(ex: Any) -> None:
         ex.send_json(200, {"object": "list", "data": [{"id": "loop-1", "object": "model"}]})
@@ -53,6 +54,10 @@ def openai_routes(srv: LoopbackServer, *, first_delay: float = 0.0, answer: str 
         ex.start(200)
         if first_delay and ex.sleep_or_gone(first_delay):
             return
+        if gate is not None:
+            while not gate.wait(0.05):
+                if ex.sleep_or_gone(0.01):
+                    return
         cid = "chatcmpl-" + uuid.uuid4().hex[:8]
         for i in range(0, len(text), chunk):
             ex.write(sse_frame({"id": cid, "object": "chat.completion.chunk", "model": "loop-1",

@@ -1,0 +1,137 @@
+"""Terminal behaviour: a spinner on stderr only on a terminal, erased before the answer;
+the conversation id and usage on stderr; NO_COLOR / FORCE_COLOR / TERM=dumb; no escape
+code ever on a pipe; `--render` only when stdout is a terminal.
+
+Real chatcli processes against a loopback OpenAI-compatible server, through pipes and
+inside tmux (send-keys, capture-pane).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import require
+from loopback import LoopbackServer
+from shellkit import Tmux, have, install_launcher, openai_routes, shell_env
+
+
+def ask(url: str, *words: str) -> list[str]:
+    return ["ask", "-p", "openai", "--base-url", url + "/v1", *words]
+
+
+@pytest.fixture
+def gate() -> threading.Event:
+    return threading.Event()
+
+
+@pytest.fixture
+def srv(server: LoopbackServer, gate: threading.Event) -> LoopbackServer:
+    return openai_routes(server, gate=gate)
+
+
+@pytest.fixture
+def tmux(tmp_path: Path, home: Path) -> Any:
+    require(have("tmux"), "tmux")
+    bindir = tmp_path / "bin"
+    install_launcher(bindir)
+    t = Tmux(tmp_path, shell_env(home, bindir))
+    t.wait_for("$")
+    yield t
+    t.kill()
+
+
+def cmdline(url: str, *words: str, env: str = "") -> str:
+    quoted = " ".join(f"'{w}'" for w in ask(url, *words))
+    return f"{env} chatcli {quoted}".strip()
+
+
+@pytest.mark.parametrize("extra", [{}, {"NO_COLOR": "1"}, {"FORCE_COLOR": "1"}, {"TERM": "xterm-256color"}])
+def test_pipes_never_get_escapes_or_spinner(cli: Any, server: LoopbackServer, extra: dict[str, str]) -> None:
+    openai_routes(server, first_delay=0.6)
+    r = cli(*ask(server.url, "hello there"), env=extra)
+    assert r.code == 0, r
+    assert r.stdout == "echo: hello there\n"
+    assert "\x1b" not in r.stdout
+    assert "\r" not in r.stderr and "waiting" not in r.stderr
+    if extra.get("FORCE_COLOR"):
+        assert "\x1b[2m" in r.stderr  # FORCE_COLOR forces styling on stderr, never on stdout
+    else:
+        assert "\x1b" not in r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[-1].startswith("chatcli: conversation ") or "conversation " in lines[-1]
+    assert "tokens in 5, out 7" in lines[-1]
+
+
+def test_render_on_a_pipe_is_plain_text(cli: Any, server: LoopbackServer) -> None:
+    openai_routes(server, answer="# Title\n\n**bold** text")
+    r = cli(*ask(server.url, "--render", "md"))
+    assert r.code == 0, r
+    assert r.stdout == "# Title\n\n**bold** text\n"
+
+
+@pytest.mark.parametrize("other", ["--jsonl", "--raw"])
+def test_render_excludes_machine_output(cli: Any, server: LoopbackServer, other: str) -> None:
+    openai_routes(server)
+    r = cli(*ask(server.url, "--render", other, "x"))
+    assert r.code == 2
+    assert "--render goes with text output" in r.stderr
+    assert not server.requests
+    if other == "--jsonl":
+        assert [e["type"] for e in r.events] == ["error"] and r.events[0]["code"] == "config"
+    else:
+        assert r.stdout == ""
+
+
+def test_spinner_on_a_terminal_then_erased(tmux: Tmux, srv: LoopbackServer, gate: threading.Event,
+                                           tmp_path: Path) -> None:
+    out = tmp_path / "answer.txt"
+    tmux.line(cmdline(srv.url, "hello spinner") + f" > {out}")
+    screen = tmux.wait_for("waiting for the first token")
+    assert "s" in screen.split("waiting for the first token")[1][:4]  # elapsed seconds follow
+    gate.set()
+    screen = tmux.wait_for("tokens in 5, out 7")
+    assert "waiting" not in screen
+    # stdout went to a file: the exact answer, not one escape code or carriage return.
+    assert out.read_bytes() == b"echo: hello spinner\n"
+    conv_line = [line for line in screen.splitlines() if "tokens in" in line][0]
+    assert conv_line.startswith("chatcli: conversation ")
+    # Dimmed on the terminal.
+    assert "\x1b[2m" in tmux.capture(escapes=True)
+
+
+def test_spinner_never_mixes_with_the_answer(tmux: Tmux, srv: LoopbackServer, gate: threading.Event) -> None:
+    tmux.line(cmdline(srv.url, "both on the tty"))
+    tmux.wait_for("waiting for")
+    gate.set()
+    screen = tmux.wait_for("tokens in 5")
+    lines = screen.splitlines()
+    i = lines.index("echo: both on the tty")
+    assert lines[i + 1].startswith("chatcli: conversation ")
+    assert "waiting" not in screen and "\u280b" not in screen
+
+
+@pytest.mark.parametrize("prefix", ["NO_COLOR=1", "TERM=dumb"])
+def test_no_spinner_with_no_color_or_dumb_terminal(tmux: Tmux, srv: LoopbackServer, gate: threading.Event,
+                                                  prefix: str) -> None:
+    tmux.line(cmdline(srv.url, "quiet please", env=prefix))
+    assert srv.wait_for(lambda: bool(srv.requests_to("/v1/chat/completions")), timeout=20)
+    # Longer than the spinner's 0.3 s delay and several frames.
+    threading.Event().wait(1.0)
+    assert "waiting" not in tmux.capture()
+    gate.set()
+    screen = tmux.wait_for("tokens in 5")
+    assert "echo: quiet please" in screen
+    assert "\x1b[2m" not in tmux.capture(escapes=True).split("quiet please")[-1]
+
+
+def test_render_markdown_on_a_terminal(tmux: Tmux, server: LoopbackServer) -> None:
+    openai_routes(server, answer="# Big title\n\nsome **bold** words and `code`\n\n- one\n- two\n")
+    tmux.line(cmdline(server.url, "--render", "markdown please"))
+    screen = tmux.wait_for("tokens in 5")
+    assert "Big title" in screen and "bold" in screen
+    assert "**bold**" not in screen and "# Big title" not in screen
+    assert "• one" in screen
