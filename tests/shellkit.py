@@ -17,6 +17,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from conftest import ROOT, clean_env
 from loopback import LoopbackServer, sse_frame
 
@@ -97,7 +99,7 @@ def seed(home: Path, n: int, *, provider: str = "openai", messages: int = 2) -> 
                                          "status": "complete"})
                 parent = mid
             conv["current"] = parent
-            s._write(s.path_for(cid), conv)
+            s.path_for(cid).write_bytes(orjson.dumps(conv))  # no fsync: test data
             index[cid] = st.summary(conv)
             ids.append(cid)
         s._write(s.index_path, {"version": st.VERSION, "conversations": index})
