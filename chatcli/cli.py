@@ -70,7 +70,9 @@ Examples:
 def _app():  # type: ignore[no-untyped-def]
     import typer
 
-    from chatcli import complete
+    from chatcli import _typerfast, complete
+
+    _typerfast.install()
 
     if "_CHATCLI_COMPLETE" in os.environ:
         complete.patch_typer()

@@ -18,7 +18,7 @@ from conftest import clean_env
 from shellkit import seed
 
 COMMANDS = ["ask", "continue", "stop", "history", "config", "paths"]
-HEAVY = ("httpx", "httpcore", "rich", "websocket", "llama_cpp", "h11", "anyio", "ssl")
+HEAVY = ("httpx", "httpcore", "rich", "websocket", "llama_cpp", "h11", "anyio", "ssl", "pydantic")
 
 
 @pytest.fixture
@@ -141,3 +141,22 @@ def test_no_network_or_rich_imports(big_home: Path, args: list[str]) -> None:
     assert not bad, bad
     if args[0] == "history" and "--search" not in args and "-n" not in args:
         assert len(out.stdout.splitlines()) == 1000
+
+
+@pytest.mark.parametrize("args, message", [
+    (["history", "-n", "x"], "'x' is not a valid integer"),
+    (["history", "-n", "-1"], "-1 is not >=0"),
+    (["ask", "--timeout", "soon", "hi"], "'soon' is not a valid float"),
+    (["ask", "--max-tokens", "1.5", "hi"], "'1.5' is not a valid integer"),
+])
+def test_option_values_are_checked_without_pydantic(inproc: Any, args: list[str], message: str) -> None:
+    r = inproc(*args)
+    assert r.exit_code == 2
+    assert message in r.stderr
+
+
+def test_option_values_are_converted(inproc: Any, home: Path) -> None:
+    seed(home, 3)
+    r = inproc("history", "--jsonl", "-n", " 2")
+    assert r.exit_code == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2
