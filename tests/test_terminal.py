@@ -135,3 +135,12 @@ def test_render_markdown_on_a_terminal(tmux: Tmux, server: LoopbackServer) -> No
     assert "Big title" in screen and "bold" in screen
     assert "**bold**" not in screen and "# Big title" not in screen
     assert "• one" in screen
+
+
+def test_ctrl_c_while_waiting_erases_the_spinner(tmux: Tmux, srv: LoopbackServer) -> None:
+    tmux.line(cmdline(srv.url, "never answered") + "; echo exit=$?")
+    tmux.wait_for("waiting for")
+    tmux.send("C-c")
+    screen = tmux.wait_for("exit=130")
+    assert "stopped; the partial answer was saved" in screen
+    assert "waiting" not in screen and "Traceback" not in screen
