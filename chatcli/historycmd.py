@@ -50,16 +50,19 @@ def _when(iso: str | None, now: datetime | None = None) -> str:
 
 def _prefixes(ids: list[str]) -> dict[str, str]:
     """Each id's shortest unique prefix (at least ID_MIN characters) among `ids`."""
+    ordered = sorted(set(ids))
+    # common[i]: length of the common prefix of ordered[i] and ordered[i + 1]
+    common = []
+    for a, b in zip(ordered, ordered[1:]):
+        n = 0
+        limit = min(len(a), len(b))
+        while n < limit and a[n] == b[n]:
+            n += 1
+        common.append(n)
     out: dict[str, str] = {}
-    ordered = sorted(ids)
     for i, cid in enumerate(ordered):
-        common = 0
-        for other in (ordered[i - 1] if i else "", ordered[i + 1] if i + 1 < len(ordered) else ""):
-            n = 0
-            while n < min(len(cid), len(other)) and cid[n] == other[n]:
-                n += 1
-            common = max(common, n)
-        out[cid] = cid[: max(ID_MIN, common + 1)]
+        shared = max(common[i - 1] if i else 0, common[i] if i < len(common) else 0)
+        out[cid] = cid[: max(ID_MIN, shared + 1)]
     return out
 
 

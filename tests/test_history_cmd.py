@@ -171,3 +171,11 @@ def test_remote_hooks_are_called(home: Path, monkeypatch: pytest.MonkeyPatch, tm
     assert calls == [["rename", "R-" + ids[0], "New"], ["delete", "R-" + ids[1]]]
     assert "locally and on the provider" in capsys.readouterr().err
     assert not (home / "conversations" / f"{ids[1]}.json").exists()
+
+
+def test_unique_prefixes() -> None:
+    from chatcli.historycmd import _prefixes
+
+    ids = ["abcdefgh1", "abcdefgh2", "abcdefghij9", "zz", "3f2a0000-1111"]
+    assert _prefixes(ids) == {"abcdefgh1": "abcdefgh1", "abcdefgh2": "abcdefgh2", "abcdefghij9": "abcdefghi",
+                              "zz": "zz", "3f2a0000-1111": "3f2a0000"}
