@@ -102,34 +102,54 @@ def _app():  # type: ignore[no-untyped-def]
     ) -> None:
         """One command-line client for chat services."""
 
-    Prompt = Annotated[list[str] | None, typer.Argument(metavar="PROMPT", help="The prompt (words are joined); `-` reads stdin.",
-                                                        show_default=False)]
-    Provider = Annotated[str | None, typer.Option("--provider", "-p", metavar="NAME", help="chatgpt, dify, coze, openai or local.",
-                                                  autocompletion=complete.providers, show_default=False)]
-    BaseUrl = Annotated[str | None, typer.Option("--base-url", metavar="URL", help="The provider's base URL.", show_default=False)]
-    Model = Annotated[str | None, typer.Option("--model", "-m", metavar="NAME", help="Model name (or a .gguf path for local).",
-                                               show_default=False)]
-    Profile = Annotated[str | None, typer.Option("--profile", metavar="NAME", help="A profile from config.toml.",
-                                                 autocompletion=complete.profiles, show_default=False)]
-    BotId = Annotated[str | None, typer.Option("--bot-id", metavar="ID", help="Coze bot id.", show_default=False)]
-    System = Annotated[str | None, typer.Option("--system", "-s", metavar="TEXT", help="System prompt, where the provider takes one.",
-                                                show_default=False)]
-    Jsonl = Annotated[bool, typer.Option("--jsonl", help="Print events as JSON lines.")]
-    Raw = Annotated[bool, typer.Option("--raw", help="Print the provider's wire events (debugging).")]
-    Render = Annotated[bool, typer.Option("--render", help="Show the answer as Markdown (only when stdout is a terminal).")]
-    Timeout = Annotated[float | None, typer.Option("--timeout", metavar="SECONDS", help="Longest silence tolerated, in seconds.",
-                                                   show_default=False)]
-    Retries = Annotated[int | None, typer.Option("--retries", metavar="N", help="Retries before the first answer byte (default 2).",
-                                                 show_default=False)]
-    ApiVersion = Annotated[str | None, typer.Option("--api-version", metavar="VERSION", help="coze: v3 (default) or v2.",
-                                                    show_default=False)]
-    Temperature = Annotated[float | None, typer.Option("--temperature", "-t", metavar="FLOAT", help="Sampling temperature.",
-                                                       show_default=False)]
-    MaxTokens = Annotated[int | None, typer.Option("--max-tokens", metavar="N", help="Longest answer, in tokens.",
-                                                   show_default=False)]
-    Opt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
-                                                   help="A provider setting, e.g. -o n_ctx=4096 (repeatable).",
-                                                   show_default=False)]
+    def opt(*names: str, help: str, metavar: str | None = None, complete_with: object = None, **kw: object) -> object:
+        """An option that takes a value (no default shown: None means "not given")."""
+        return typer.Option(*names, help=help, metavar=metavar, autocompletion=complete_with,  # type: ignore[arg-type]
+                            show_default=False, **kw)
+
+    def flag(name: str, help: str) -> object:
+        return typer.Option(name, help=help)
+
+    S = str | None
+    Prompt = Annotated[list[str] | None, typer.Argument(metavar="PROMPT", show_default=False,
+                                                        help="The prompt (words are joined); `-` reads stdin.")]
+    Provider = Annotated[S, opt("--provider", "-p", metavar="NAME", help="chatgpt, dify, coze, openai or local.",
+                                complete_with=complete.providers)]
+    BaseUrl = Annotated[S, opt("--base-url", metavar="URL", help="The provider's base URL.")]
+    Model = Annotated[S, opt("--model", "-m", metavar="NAME", help="Model name (or a .gguf path for local).")]
+    Profile = Annotated[S, opt("--profile", metavar="NAME", help="A profile from config.toml.",
+                               complete_with=complete.profiles)]
+    BotId = Annotated[S, opt("--bot-id", metavar="ID", help="Coze bot id.")]
+    System = Annotated[S, opt("--system", "-s", metavar="TEXT", help="System prompt, where the provider takes one.")]
+    Jsonl = Annotated[bool, flag("--jsonl", "Print events as JSON lines.")]
+    Raw = Annotated[bool, flag("--raw", "Print the provider's wire events (debugging).")]
+    Render = Annotated[bool, flag("--render", "Show the answer as Markdown (only when stdout is a terminal).")]
+    Timeout = Annotated[float | None, opt("--timeout", metavar="SECONDS",
+                                          help="Longest silence tolerated, in seconds.")]
+    Retries = Annotated[int | None, opt("--retries", metavar="N",
+                                        help="Retries before the first answer byte (default 2).")]
+    ApiVersion = Annotated[S, opt("--api-version", metavar="VERSION", help="coze: v3 (default) or v2.")]
+    Temperature = Annotated[float | None, opt("--temperature", "-t", metavar="FLOAT", help="Sampling temperature.")]
+    MaxTokens = Annotated[int | None, opt("--max-tokens", metavar="N", help="Longest answer, in tokens.")]
+    Opt = Annotated[list[str] | None, opt("--option", "-o", metavar="KEY=VALUE",
+                                          help="A provider setting, e.g. -o n_ctx=4096 (repeatable).")]
+    Cid = Annotated[S, opt("--cid", metavar="ID", help="Conversation id or unique prefix (default: the last used).",
+                           complete_with=complete.conversations)]
+    Parent = Annotated[S, opt("--parent", metavar="MSG_ID", help="Answer from this earlier message (a branch).")]
+    StopCid = Annotated[S, opt("--cid", metavar="ID", help="Conversation id or prefix (default: the newest in flight).",
+                               complete_with=complete.inflight)]
+    HistoryId = Annotated[S, typer.Argument(metavar="ID", show_default=False, autocompletion=complete.conversations,
+                                            help="Show this conversation (id or unique prefix).")]
+    HistJsonl = Annotated[bool, flag("--jsonl", "One JSON object per conversation (or per message, with ID).")]
+    Remote = Annotated[bool, flag("--remote", "Fetch the messages from the provider "
+                                              "(with --delete/--rename: change it there too).")]
+    Limit = Annotated[int | None, opt("--limit", "-n", min=0, metavar="N", help="Show at most N conversations.")]
+    OnlyProvider = Annotated[S, opt("--provider", "-p", metavar="NAME", help="Only this provider's conversations.",
+                                    complete_with=complete.providers)]
+    Search = Annotated[S, opt("--search", metavar="TEXT",
+                              help="Only conversations whose title or messages contain TEXT (any case).")]
+    Delete = Annotated[bool, flag("--delete", "Delete conversation ID (locally; with --remote also on the provider).")]
+    Rename = Annotated[S, opt("--rename", metavar="TITLE", help="Give conversation ID a new title.")]
 
     def _turn(words: list[str] | None, continue_: bool, cid: str | None, parent: str | None, provider: str | None,
               base_url: str | None, model: str | None, profile: str | None, bot_id: str | None,
@@ -188,12 +208,8 @@ def _app():  # type: ignore[no-untyped-def]
         _turn(words, False, None, None, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
               retries, api_version, temperature, max_tokens, option, render)
 
-    Cid = Annotated[str | None, typer.Option("--cid", metavar="ID", help="Conversation id or unique prefix (default: the last used).",
-                                             autocompletion=complete.conversations, show_default=False)]
-
     @app.command("continue", epilog=EPILOG_CONTINUE)
-    def continue_(words: Prompt = None, cid: Cid = None,
-                  parent: Annotated[str | None, typer.Option("--parent", metavar="MSG_ID", help="Answer from this earlier message (a branch).", show_default=False)] = None,
+    def continue_(words: Prompt = None, cid: Cid = None, parent: Parent = None,
                   provider: Provider = None, base_url: BaseUrl = None, model: Model = None, profile: Profile = None,
                   bot_id: BotId = None, system: System = None, jsonl: Jsonl = False, raw: Raw = False,
                   render: Render = False, timeout: Timeout = None, retries: Retries = None,
@@ -207,8 +223,7 @@ def _app():  # type: ignore[no-untyped-def]
               retries, api_version, temperature, max_tokens, option, render)
 
     @app.command(epilog=EPILOG_STOP)
-    def stop(cid: Annotated[str | None, typer.Option("--cid", metavar="ID", help="Conversation id or prefix (default: the newest in flight).",
-                                                     autocompletion=complete.inflight, show_default=False)] = None) -> None:
+    def stop(cid: StopCid = None) -> None:
         """Stop an answer that is being generated, from any shell.
 
         Exit 0 when an answer was stopped, 2 when nothing matching was in flight.
@@ -219,18 +234,9 @@ def _app():  # type: ignore[no-untyped-def]
         raise typer.Exit(guard(lambda: do_stop(cid)))
 
     @app.command(epilog=EPILOG_HISTORY)
-    def history(
-        cid: Annotated[str | None, typer.Argument(metavar="ID", help="Show this conversation (id or unique prefix).",
-                                                  autocompletion=complete.conversations, show_default=False)] = None,
-        jsonl: Jsonl = False,
-        remote: Annotated[bool, typer.Option("--remote", help="Fetch the messages from the provider (with --delete/--rename: change it there too).")] = False,
-        limit: Annotated[int | None, typer.Option("--limit", "-n", min=0, metavar="N", help="Show at most N conversations.", show_default=False)] = None,
-        provider: Annotated[str | None, typer.Option("--provider", "-p", metavar="NAME", help="Only this provider's conversations.",
-                                                     autocompletion=complete.providers, show_default=False)] = None,
-        search: Annotated[str | None, typer.Option("--search", metavar="TEXT", help="Only conversations whose title or messages contain TEXT (any case).", show_default=False)] = None,
-        delete: Annotated[bool, typer.Option("--delete", help="Delete conversation ID (locally; with --remote also on the provider).")] = False,
-        rename: Annotated[str | None, typer.Option("--rename", metavar="TITLE", help="Give conversation ID a new title.", show_default=False)] = None,
-    ) -> None:
+    def history(cid: HistoryId = None, jsonl: HistJsonl = False, remote: Remote = False, limit: Limit = None,
+                provider: OnlyProvider = None, search: Search = None, delete: Delete = False,
+                rename: Rename = None) -> None:
         """List conversations, most recently used first; with an ID, show it as a dialogue."""
         from chatcli import historycmd
         from chatcli.errors import UsageError
@@ -256,9 +262,9 @@ def _app():  # type: ignore[no-untyped-def]
     @app.command("config", epilog=EPILOG_CONFIG)
     def config_(
         profile: Profile = None, provider: Provider = None,
-        init: Annotated[bool, typer.Option("--init", help="Write a starter config.toml with example profiles.")] = False,
-        force: Annotated[bool, typer.Option("--force", help="With --init: replace an existing config.toml.")] = False,
-        jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per setting.")] = False,
+        init: Annotated[bool, flag("--init", "Write a starter config.toml with example profiles.")] = False,
+        force: Annotated[bool, flag("--force", "With --init: replace an existing config.toml.")] = False,
+        jsonl: Annotated[bool, flag("--jsonl", "One JSON object per setting.")] = False,
     ) -> None:
         """Show the settings `ask` would use (secrets masked) and where each came from."""
         from chatcli import configcmd
@@ -270,8 +276,8 @@ def _app():  # type: ignore[no-untyped-def]
 
     @app.command(epilog=EPILOG_PATHS)
     def paths(
-        state: Annotated[bool, typer.Option("--state", help="Print only the state directory.")] = False,
-        config: Annotated[bool, typer.Option("--config", help="Print only the config file.")] = False,
+        state: Annotated[bool, flag("--state", "Print only the state directory.")] = False,
+        config: Annotated[bool, flag("--config", "Print only the config file.")] = False,
     ) -> None:
         """Show where chatcli keeps its state and looks for its config file."""
         from chatcli import configcmd
