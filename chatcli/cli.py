@@ -5,7 +5,6 @@ No network library is imported at module level: `--help`, `--version`, `history`
 even imported. Completion callbacks live in chatcli.complete (local files only).
 """
 
-import os
 import sys
 from typing import Annotated
 
@@ -49,7 +48,7 @@ Examples:
   chatcli history 3f2a                  # one conversation as a dialogue
   chatcli history 3f2a --rename "Regex help"
   chatcli history --delete 3f2a
-  chatcli history --jsonl | jq -r '.conversation_id + "  " + .title'
+  chatcli history --jsonl | jq -r '.conversation_id + "  " + (.title // "")'
 """
 
 EPILOG_CONFIG = """\b
@@ -74,8 +73,7 @@ def _app():  # type: ignore[no-untyped-def]
 
     _typerfast.install()
 
-    if "_CHATCLI_COMPLETE" in os.environ:
-        complete.patch_typer()
+    complete.patch_typer()
     _plain_argument_help()
 
     app = typer.Typer(

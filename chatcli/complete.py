@@ -109,7 +109,11 @@ def patch_typer() -> None:
     try:
         import typer._completion_classes as cc
 
+        import typer._completion_shared as shared
+
         cc._sanitize_help_text = lambda text: text
         cc.ZshComplete.source_template = ZSH_SOURCE
-    except (ImportError, AttributeError):
+        # --show-completion / --install-completion use this table.
+        shared._completion_scripts["zsh"] = ZSH_SOURCE
+    except (ImportError, AttributeError, TypeError):
         pass

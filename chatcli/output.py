@@ -334,9 +334,15 @@ class RawWriter(JsonlWriter):
 def make_writer(mode: str, *, render: bool = False) -> Writer:
     """The writer for a mode; `render` (Markdown via rich) applies to text mode on a terminal only."""
     if mode == "text" and render and _isatty(sys.stdout) and os.environ.get("TERM") != "dumb":
-        from chatcli.render import RenderWriter
+        import importlib.util
 
-        return RenderWriter()
+        if importlib.util.find_spec("rich") is not None:
+            from chatcli.render import RenderWriter
+
+            return RenderWriter()
+        writer = TextWriter()
+        writer.warn("--render needs the rich package (pip install rich); showing plain text")
+        return writer
     return {"text": TextWriter, "jsonl": JsonlWriter, "raw": RawWriter}[mode]()
 
 

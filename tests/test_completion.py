@@ -166,3 +166,16 @@ def test_tab_imports_no_network_or_rich(env: dict[str, str], ids: list[str]) -> 
         assert "chatcli.complete" in mods
         bad = sorted(m for m in mods if m.split(".")[0] in HEAVY)
         assert not bad, (shell, bad)
+
+
+def test_show_and_install_completion_use_the_same_scripts(env: dict[str, str], tmp_path: Path) -> None:
+    for shell in sorted(SCRIPTS):
+        out = subprocess.run(["chatcli", "--show-completion", shell], capture_output=True, text=True, timeout=30,
+                             env=dict(env, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1"))
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.strip() == (ROOT / "completions" / SCRIPTS[shell]).read_text().strip()
+    out = subprocess.run(["chatcli", "--install-completion", "zsh"], capture_output=True, text=True, timeout=30,
+                         env=dict(env, _TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION="1"))
+    assert out.returncode == 0, out.stderr
+    installed = (tmp_path / ".zfunc" / "_chatcli").read_text()
+    assert installed.strip() == (ROOT / "completions" / "_chatcli").read_text().strip()

@@ -4,7 +4,6 @@ their sources, --init), `chatcli paths`, and the import budget of --help/history
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys

@@ -8,6 +8,7 @@ inside tmux (send-keys, capture-pane).
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 
 from conftest import require
 from loopback import LoopbackServer
-from shellkit import Tmux, have, install_launcher, openai_routes, shell_env
+from shellkit import Tmux, have, install_launcher, openai_routes, seed, shell_env
 
 
 def ask(url: str, *words: str) -> list[str]:
@@ -144,3 +145,19 @@ def test_ctrl_c_while_waiting_erases_the_spinner(tmux: Tmux, srv: LoopbackServer
     screen = tmux.wait_for("exit=130")
     assert "stopped; the partial answer was saved" in screen
     assert "waiting" not in screen and "Traceback" not in screen
+
+
+def test_history_on_a_terminal_has_a_header_and_fits(tmux: Tmux, home: Path) -> None:
+    ids = seed(home, 3)
+    conv = home / "conversations" / f"{ids[0]}.json"
+    data = json.loads(conv.read_text())
+    data["title"] = "a very long title " * 10
+    conv.write_text(json.dumps(data))
+    (home / "index.json").unlink()  # rebuilt from the files
+    tmux.line("chatcli history")
+    screen = tmux.wait_for("conversation number 2")
+    lines = screen.splitlines()
+    head = [line for line in lines if line.startswith("ID ")][0]
+    assert head.split() == ["ID", "PROVIDER", "WHEN", "MSGS", "TITLE"]
+    long = [line for line in lines if "a very long title" in line][0]
+    assert long.endswith("…") and len(long) <= 100
