@@ -140,7 +140,7 @@ def test_render_markdown_on_a_terminal(tmux: Tmux, server: LoopbackServer) -> No
 
 def test_ctrl_c_while_waiting_erases_the_spinner(tmux: Tmux, srv: LoopbackServer) -> None:
     tmux.line(cmdline(srv.url, "never answered") + "; echo exit=$?")
-    tmux.wait_for("waiting for")
+    tmux.wait_for("waiting for the first token")  # the request was accepted
     tmux.send("C-c")
     screen = tmux.wait_for("exit=130")
     assert "stopped; the partial answer was saved" in screen
