@@ -44,7 +44,7 @@ def answer_for(body: Any) -> str:
 
 
 def openai_routes(srv: LoopbackServer, *, first_delay: float = 0.0, answer: str | None = None,
-                  chunk: int = 3, gate: Any = None) -> LoopbackServer:
+                  chunk: int = 3, gate: Any = None, delay: float = 0.0) -> LoopbackServer:
     """POST /v1/chat/completions streams the answer in `chunk`-character deltas, after
     `first_delay` seconds and after `gate` (a threading.Event) is set, when given."""
 
@@ -65,6 +65,8 @@ def openai_routes(srv: LoopbackServer, *, first_delay: float = 0.0, answer: str 
             ex.write(sse_frame({"id": cid, "object": "chat.completion.chunk", "model": "loop-1",
                                 "choices": [{"index": 0, "delta": {"content": text[i:i + chunk]},
                                              "finish_reason": None}]}))
+            if delay:
+                time.sleep(delay)
         ex.write(sse_frame({"id": cid, "object": "chat.completion.chunk", "model": "loop-1",
                             "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
         ex.write(sse_frame({"id": cid, "object": "chat.completion.chunk", "model": "loop-1", "choices": [],

@@ -161,3 +161,40 @@ def test_history_on_a_terminal_has_a_header_and_fits(tmux: Tmux, home: Path) -> 
     assert head.split() == ["ID", "PROVIDER", "WHEN", "MSGS", "TITLE"]
     long = [line for line in lines if "a very long title" in line][0]
     assert long.endswith("…") and len(long) <= 100
+
+
+def test_render_split_points() -> None:
+    from chatcli.render import split_point
+
+    assert split_point("one\n\ntwo", 0) == 3
+    assert split_point("one\n\ntwo\n\nthree", 0) == 8
+    assert split_point("one\n\ntwo", 5) == -1
+    text = "intro\n\n```py\na = 1\n\nb = 2\n"  # the last blank line is inside a fence
+    assert split_point(text, 0) == 5
+    assert split_point("```\nx\n\ny\n```\n\nafter", 0) == len("```\nx\n\ny\n```")
+
+
+def test_render_a_long_answer_once(tmux: Tmux, server: LoopbackServer) -> None:
+    """Longer than the screen (30 rows): every paragraph appears exactly once in the scrollback."""
+    answer = "\n\n".join(f"Paragraph **{i}** of the answer." for i in range(60))
+    openai_routes(server, answer=answer, chunk=5)
+    tmux.line(cmdline(server.url, "--render", "long please"))
+    tmux.wait_for("tokens in 5")
+    history = tmux._run("capture-pane", "-p", "-S", "-1000", "-t", "t")
+    for i in range(60):
+        assert history.count(f"Paragraph {i} of the answer.") == 1, i
+    assert "**" not in history
+
+
+def test_render_streams_blocks_and_long_code_once(tmux: Tmux, server: LoopbackServer) -> None:
+    code = "\n".join(f"line_{i} = {i}" for i in range(40))
+    answer = "\n\n".join(f"Paragraph {i} here." for i in range(20)) + f"\n\n```python\n{code}\n```\n\nThe end."
+    openai_routes(server, answer=answer, chunk=40, delay=0.02)
+    tmux.line(cmdline(server.url, "--render", "stream please"))
+    tmux.wait_for("tokens in 5", timeout=40)
+    history = tmux._run("capture-pane", "-p", "-S", "-1000", "-t", "t")
+    for i in range(20):
+        assert history.count(f"Paragraph {i} here.") == 1, i
+    for i in range(40):
+        assert history.count(f"line_{i} = {i}") == 1, i
+    assert history.count("The end.") == 1 and "```" not in history
