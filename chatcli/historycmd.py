@@ -99,8 +99,9 @@ def list_conversations(*, jsonl: bool, limit: int | None = None, provider: str |
         sys.stdout.flush()
         return 0
     if not convs:
-        what = "no conversations yet" if not (provider or search) else "no conversation matches"
-        print(f"chatcli: {what}", file=sys.stderr)
+        if limit != 0:
+            what = "no conversations yet" if not (provider or search) else "no conversation matches"
+            print(f"chatcli: {what}", file=sys.stderr)
         return 0
     style = Style(use_color(sys.stdout))
     short = _prefixes([c["conversation_id"] for c in store.list()])
