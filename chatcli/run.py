@@ -101,8 +101,10 @@ def _silence_stdout() -> None:
         pass
 
 
-def run_turn(req: TurnRequest) -> int:
-    writer = make_writer(req.mode)
+def run_turn(req: TurnRequest, writer: Writer | None = None) -> int:
+    """Run one turn; `writer` lets the command line pick a text writer (e.g. --render)."""
+    writer = writer or make_writer(req.mode)
+    writer.waiting()
     return guard(lambda: _Turn(req, writer).run(), writer)
 
 
