@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from chatcli import events as ev
-from chatcli.errors import ConfigError, ProviderError, UsageError
+from chatcli.errors import ProviderError, UsageError
 from chatcli.providers.base import Provider, Turn
 from chatcli.providers.local import model as mdl
 
@@ -112,12 +112,15 @@ class Local(Provider):
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         self.opts = _options(settings.extra)
-        mdl.import_llama()  # the extra is missing: say so before anything is stored
+        mdl.import_llama()  # a missing extra is the first thing to say
         self.path: Path = mdl.model_path(settings.model)
         if settings.model:
             # Stored absolute, so `continue` finds it from any directory.
             settings.model = str(self.path)
-        self.llm: Any = None
+        # Loaded here, before run.py stores the user's message: a bad model file, a missing
+        # extra or too little memory is a configuration error that leaves nothing behind.
+        self.llm: Any = mdl.load(self.path, n_ctx=self.opts["n_ctx"], n_threads=self.opts["n_threads"],
+                                 verbose=self.opts["verbose"])
 
     def close(self) -> None:
         llm, self.llm = self.llm, None
@@ -127,18 +130,25 @@ class Local(Provider):
             except Exception:  # noqa: BLE001 - freeing at exit must never mask the answer
                 pass
 
-    def stream(self, turn: Turn) -> Iterator[ev.Event]:
-        opts = self.opts
-        self.llm = llm = mdl.load(self.path, n_ctx=opts["n_ctx"], n_threads=opts["n_threads"],
-                                  verbose=opts["verbose"])
-        n_ctx = int(llm.n_ctx())
-        messages, n_prompt, budget, dropped = mdl.fit(build_messages(turn, turn.system), token_counter(llm),
-                                                     n_ctx, opts["max_tokens"])
+    def check_turn(self, turn: Turn) -> None:
+        """Fit the conversation into the context now, before run.py stores anything."""
+        super().check_turn(turn)
+        n_ctx = int(self.llm.n_ctx())
+        self.fitted = mdl.fit(build_messages(turn, turn.system), token_counter(self.llm), n_ctx,
+                              self.opts["max_tokens"])
+        dropped = self.fitted[3]
         if dropped:
             from chatcli.output import Writer
 
             Writer().warn(f"the conversation is longer than the model's context ({n_ctx} tokens): "
                           f"the oldest {dropped} messages were left out (-o n_ctx=N keeps more)")
+
+    def stream(self, turn: Turn) -> Iterator[ev.Event]:
+        opts, llm = self.opts, self.llm
+        if getattr(self, "fitted", None) is None:
+            self.check_turn(turn)
+        messages, n_prompt, budget, _ = self.fitted
+        self.fitted = None  # a retry or a second turn fits again
         yield ev.Meta(data={"model": str(self.path)})
         yield ev.Start(provider="local", model=self.path.stem)
         kwargs: dict[str, Any] = {"stream": True, "max_tokens": budget}
@@ -166,5 +176,3 @@ class Local(Provider):
         yield ev.Usage(input_tokens=n_prompt, output_tokens=n_out, total_tokens=n_prompt + n_out)
         yield ev.Done(message_id=str(uuid.uuid4()), finish_reason="length" if finish == "length" else "stop")
 
-
-__all__ = ["Local", "ConfigError"]

@@ -59,7 +59,8 @@ def model_path(setting: str | None) -> Path:
 
 # ----- llama.cpp ---------------------------------------------------------------------
 
-_log_lines: list[str] = []
+# (level, text) of llama.cpp's warnings and errors; ggml_log_level: 3 WARN, 4 ERROR, 5 CONT.
+_log_lines: list[tuple[int, str]] = []
 _log_state = {"verbose": False, "installed": False}
 _callback: Any = None  # keeps the ctypes callback alive
 
@@ -89,9 +90,9 @@ def quiet_logs(llama_cpp: Any, verbose: bool) -> None:
         line = text.decode("utf-8", "replace")
         if _log_state["verbose"]:
             os.write(2, text)
-        elif level == 3 and line.strip():  # GGML_LOG_LEVEL_ERROR
-            _log_lines.append(line.strip())
-            del _log_lines[:-20]
+        elif level in (3, 4) and line.strip():
+            _log_lines.append((level, line.strip()))
+            del _log_lines[:-40]
 
     _callback = _on_log
     llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
@@ -99,7 +100,12 @@ def quiet_logs(llama_cpp: Any, verbose: bool) -> None:
 
 
 def last_log_error() -> str | None:
-    return _log_lines[-1] if _log_lines else None
+    """The most telling line llama.cpp logged: an allocation failure, else its last error."""
+    errors = [text for level, text in _log_lines if level == 4] or [text for _, text in _log_lines]
+    for text in errors:
+        if "insufficient memory" in text or "failed to allocate" in text:
+            return text
+    return errors[-1] if errors else None
 
 
 def load(path: Path, *, n_ctx: int, n_threads: int, verbose: bool) -> Any:
@@ -120,7 +126,7 @@ def load(path: Path, *, n_ctx: int, n_threads: int, verbose: bool) -> Any:
     except (ValueError, RuntimeError, OSError) as exc:
         text = str(exc)
         why = last_log_error()
-        if "context" in text or (why and ("alloc" in why or "memory" in why)):
+        if why and ("memory" in why or "alloc" in why):
             raise _no_memory(path, n_ctx, why) from None
         raise ConfigError(f"llama.cpp cannot load the model {path}: {why or text}",
                           hint="is it a llama.cpp GGUF model this version supports?") from None
