@@ -23,8 +23,9 @@ from chatcli.providers.local import model as mdl
 
 DEFAULT_N_CTX = 2048
 DEFAULT_MAX_TOKENS = 512
-# Measured on a 2-core machine (tests/bench/local_bench.py): one thread decodes about as
-# fast as two and does not fight the rest of the system; bigger machines get up to four.
+# Measured with tests/bench/local_bench.py on a 2-core VM: idle, 2 threads decode ~50%
+# faster than 1 (70-80 vs ~50 tok/s); busy (load 12), 2 threads collapse to ~1.7 tok/s
+# (llama.cpp's threads spin-wait on each other) while 1 keeps ~23. So 1 on <= 2 cores.
 DEFAULT_N_THREADS = 1 if (os.cpu_count() or 1) <= 2 else min(4, (os.cpu_count() or 1) // 2)
 Messages = list[dict[str, str]]
 
