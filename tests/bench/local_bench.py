@@ -31,6 +31,13 @@ sys.path.insert(0, str(ROOT))
 from chatcli.providers.local.model import default_model  # noqa: E402
 
 PROMPT = "Write a short story about a lighthouse keeper and a storm."
+_calls = [0]
+
+
+def prompt() -> str:
+    """A different prompt per request, so the server's prompt cache cannot skip the prefill."""
+    _calls[0] += 1
+    return f"({_calls[0]}) {PROMPT}"
 
 
 def env(home: str) -> dict[str, str]:
@@ -61,7 +68,7 @@ def rate(times: list[float]) -> float:
 
 
 def bench_chatcli(args: list[str], environ: dict[str, str]) -> dict[str, float]:
-    _, lines = timed_lines([sys.executable, "-m", "chatcli", "ask", "--jsonl", *args, PROMPT], environ)
+    _, lines = timed_lines([sys.executable, "-m", "chatcli", "ask", "--jsonl", *args, prompt()], environ)
     events = [(t, json.loads(line)) for t, line in lines if line.strip()]
     start = next(t for t, e in events if e["type"] == "start")
     deltas = [t for t, e in events if e["type"] == "delta"]
@@ -71,7 +78,7 @@ def bench_chatcli(args: list[str], environ: dict[str, str]) -> dict[str, float]:
 
 
 def bench_curl(port: int, max_tokens: int) -> dict[str, float]:
-    body = json.dumps({"messages": [{"role": "user", "content": PROMPT}], "stream": True,
+    body = json.dumps({"messages": [{"role": "user", "content": prompt()}], "stream": True,
                        "temperature": 0, "max_tokens": max_tokens})
     _, lines = timed_lines(["curl", "-sS", "-N", "-H", "Content-Type: application/json", "-d", body,
                             f"http://127.0.0.1:{port}/v1/chat/completions"], dict(os.environ))

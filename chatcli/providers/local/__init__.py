@@ -113,6 +113,8 @@ class Local(Provider):
     def __init__(self, settings: Any) -> None:
         super().__init__(settings)
         self.opts = _options(settings.extra)
+        # (messages, prompt tokens, answer budget, messages dropped), from check_turn.
+        self.fitted: tuple[Messages, int, int, int] | None = None
         mdl.import_llama()  # a missing extra is the first thing to say
         self.path: Path = mdl.model_path(settings.model)
         if settings.model:
@@ -146,8 +148,9 @@ class Local(Provider):
 
     def stream(self, turn: Turn) -> Iterator[ev.Event]:
         opts, llm = self.opts, self.llm
-        if getattr(self, "fitted", None) is None:
+        if self.fitted is None:
             self.check_turn(turn)
+        assert self.fitted is not None
         messages, n_prompt, budget, _ = self.fitted
         self.fitted = None  # a retry or a second turn fits again
         yield ev.Meta(data={"model": str(self.path)})
