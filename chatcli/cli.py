@@ -33,6 +33,10 @@ EPILOG_CONTINUE = """Examples:
 def _app():  # type: ignore[no-untyped-def]
     import typer
 
+    from chatcli import _typerfast
+
+    _typerfast.install()  # Typer without pydantic for plain options: see _typerfast.py
+
     app = typer.Typer(
         name="chatcli",
         help="One command-line client for ChatGPT web, Dify, Coze, OpenAI-compatible servers and a local model.",
