@@ -161,15 +161,20 @@ class Store:
             raise ConversationNotFound(f"no conversation {cid!r} in {self.home}")
         return data
 
-    def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False) -> None:
-        """Write a conversation (and its index entry, and last.json when asked)."""
+    def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False, durable: bool = True) -> None:
+        """Write a conversation (and its index entry, and last.json when asked).
+
+        `durable=False` skips the fsyncs (still atomic; safe against a killed process, not
+        against an OS crash): for a save that a durable one follows shortly.
+        """
         conv["version"] = VERSION
         with self.locked():
-            self._write(self.path_for(conv["conversation_id"]), conv)
+            self._write(self.path_for(conv["conversation_id"]), conv, durable=durable)
             if index:
-                self._update_index({conv["conversation_id"]: summary(conv)})
+                self._update_index({conv["conversation_id"]: summary(conv)}, durable=durable)
             if last:
-                self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]})
+                self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]},
+                            durable=durable)
 
     def rename(self, conv: dict[str, Any], new_id: str) -> None:
         """Give a conversation the provider's own id (learnt from the first answer)."""
@@ -239,13 +244,14 @@ class Store:
             self._write(self.index_path, {"version": VERSION, "conversations": convs})
         return convs
 
-    def _update_index(self, entries: dict[str, dict[str, Any]], remove: tuple[str, ...] = ()) -> None:
+    def _update_index(self, entries: dict[str, dict[str, Any]], remove: tuple[str, ...] = (), *,
+                      durable: bool = True) -> None:
         with self.locked():
             convs = self._load_index()
             for cid in remove:
                 convs.pop(cid, None)
             convs.update(entries)
-            self._write(self.index_path, {"version": VERSION, "conversations": convs})
+            self._write(self.index_path, {"version": VERSION, "conversations": convs}, durable=durable)
 
     def list(self) -> list[dict[str, Any]]:
         """Summaries, most recently used first."""
