@@ -206,8 +206,8 @@ class _Turn:
         if conv.get("title") is None:
             conv["title"] = _title_from(self.req.prompt)
         # Not fsynced (3 fsyncs, ~10 ms each here, before the first byte): the first checkpoint
-        # (at the first answer text) and the final save fsync all of it, so only an OS crash
-        # before any answer text arrives can lose the prompt.
+        # (at the first answer text) fsyncs all of it and the final save is durable, so only
+        # an OS crash before any answer text arrives can lose the prompt.
         self.store.save(conv, last=True, durable=False)
         self.synced = False
         self.record = {
@@ -419,8 +419,10 @@ class _Turn:
         msg = self._assistant_message("failed", error="interrupted before the answer was complete", _checkpoint=True)
         self._put_answer(msg)
         try:
-            self.store.save(self.conv, index=not self.synced, last=not self.synced)
-            self.synced = True
+            self.store.save(self.conv, index=False)
+            if not self.synced:  # the index and last.json of the save before streaming
+                self.store.sync()
+                self.synced = True
         except ChatCliError as exc:
             self.writer.warn(exc.message)
         # Counted from the end of this checkpoint, plus 9x its duration: a checkpoint that

@@ -176,6 +176,20 @@ class Store:
                 self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]},
                             durable=durable)
 
+    def sync(self) -> None:
+        """fsync the index and last.json as they are now (after a save with durable=False)."""
+        for path in (self.index_path, self.last_path):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
     def rename(self, conv: dict[str, Any], new_id: str) -> None:
         """Give a conversation the provider's own id (learnt from the first answer)."""
         old_id = conv["conversation_id"]
