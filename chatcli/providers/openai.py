@@ -55,7 +55,8 @@ class OpenAIDecoder:
         self.tool_calls: dict[int, dict[str, Any]] = {}
 
     def feed(self, data: str) -> Iterator[ev.Event]:
-        if data[:6] == "[DONE]" or data.strip() == "[DONE]":
+        # (strip() only when it can matter: it copied every chunk)
+        if data[:6] == "[DONE]" or (data[:1].isspace() and data.strip() == "[DONE]"):
             self.done = True
             return
         try:
