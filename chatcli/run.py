@@ -21,7 +21,7 @@ from typing import Any
 from chatcli import events as ev
 from chatcli import store as st
 from chatcli.config import Options, Settings, resolve, state_dir
-from chatcli.errors import ChatCliError, Stopped, UsageError, redact
+from chatcli.errors import AuthError, ChatCliError, Stopped, UsageError, redact
 from chatcli.output import Writer, make_writer
 
 # Seconds between checkpoints of a partial answer (a SIGKILL loses at most this much).
@@ -277,6 +277,8 @@ class _Turn:
     def _retry_delay(self, exc: ChatCliError, attempt: int, settings: Settings, deadline: float) -> float | None:
         if not exc.retryable or self.answer_started or attempt >= settings.retries:
             return None
+        if isinstance(exc, AuthError) or exc.status in (401, 403):
+            return None  # rejected credentials never get better by asking again
         if exc.retry_after is not None:
             if exc.retry_after > RETRY_AFTER_CAP:
                 return None
