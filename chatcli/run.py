@@ -43,12 +43,18 @@ class TurnRequest:
 
 
 class _Interrupts:
-    """SIGTERM (and SIGINT) raise Stopped in the main thread, except after the end."""
+    """SIGTERM (and SIGINT) raise Stopped in the main thread while armed (streaming).
+
+    Installed before the turn's first state write, so a `chatcli stop` (which only finds
+    processes with an in-flight record) never meets the default action that would kill
+    the process mid-turn: before streaming a signal is remembered and `arm()` raises it;
+    after the end it is absorbed, and the handler stays in place until the process exits,
+    so a late or repeated signal cannot turn a saved outcome into a death by signal.
+    """
 
     def __init__(self) -> None:
         self.armed = False
         self.signum: int | None = None
-        self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.signum = signum
@@ -56,16 +62,20 @@ class _Interrupts:
             self.armed = False
             raise Stopped("interrupted" if signum == signal.SIGINT else "stopped")
 
+    def arm(self) -> None:
+        if self.signum is not None:
+            raise Stopped("interrupted" if self.signum == signal.SIGINT else "stopped")
+        self.armed = True
+
     def __enter__(self) -> _Interrupts:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handler)
-        self.armed = True
+            signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.armed = False
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _error_event(exc: ChatCliError) -> ev.Error:
@@ -195,6 +205,11 @@ class _Turn:
         conv["updated_at"] = now
         if conv.get("title") is None:
             conv["title"] = _title_from(self.req.prompt)
+        with _Interrupts() as self.interrupts:
+            return self._record_and_stream(conv, settings, provider, turn, now)
+
+    def _record_and_stream(self, conv: dict[str, Any], settings: Settings, provider: Any, turn: Any,
+                           now: str) -> int:
         self.store.save(conv, last=True)
         self.record = {
             "pid": os.getpid(),
@@ -221,44 +236,45 @@ class _Turn:
     def _stream(self, provider: Any, turn: Any, settings: Settings) -> int:
         attempt = 0
         deadline = time.monotonic() + RETRY_DEADLINE
-        with _Interrupts() as interrupts:
-            try:
-                while True:
-                    try:
-                        for event in provider.stream(turn):
-                            self._handle(event)
-                        break
-                    except ChatCliError as exc:
-                        delay = self._retry_delay(exc, attempt, settings, deadline)
-                        if delay is None:
-                            raise
-                        attempt += 1
-                        self.writer.warn(
-                            f"{exc.message}; retrying in {delay:.1f}s (attempt {attempt + 1} of {settings.retries + 1})"
-                        )
-                        time.sleep(delay)
-                interrupts.armed = False
-            except Stopped as stop:
-                interrupts.armed = False
-                return self._stopped(stop)
-            except KeyboardInterrupt:
-                interrupts.armed = False
-                return self._stopped(Stopped("interrupted"))
-            except ChatCliError as exc:
-                interrupts.armed = False
-                self._finish("failed", error=exc.message)
-                self._ensure_start()
-                self.writer.error(_error_event(exc), exc.hint)
-                return exc.exit_code
-            except BrokenPipeError:
-                interrupts.armed = False
-                self._finish("stopped", error="the reader of stdout went away")
-                _silence_stdout()
-                return 141
-            except Exception as exc:
-                interrupts.armed = False
-                self._finish("failed", error=f"internal error: {type(exc).__name__}")
-                raise
+        interrupts = self.interrupts
+        try:
+            interrupts.arm()
+            while True:
+                try:
+                    for event in provider.stream(turn):
+                        self._handle(event)
+                    break
+                except ChatCliError as exc:
+                    delay = self._retry_delay(exc, attempt, settings, deadline)
+                    if delay is None:
+                        raise
+                    attempt += 1
+                    self.writer.warn(
+                        f"{exc.message}; retrying in {delay:.1f}s (attempt {attempt + 1} of {settings.retries + 1})"
+                    )
+                    time.sleep(delay)
+            interrupts.armed = False
+        except Stopped as stop:
+            interrupts.armed = False
+            return self._stopped(stop)
+        except KeyboardInterrupt:
+            interrupts.armed = False
+            return self._stopped(Stopped("interrupted"))
+        except ChatCliError as exc:
+            interrupts.armed = False
+            self._finish("failed", error=exc.message)
+            self._ensure_start()
+            self.writer.error(_error_event(exc), exc.hint)
+            return exc.exit_code
+        except BrokenPipeError:
+            interrupts.armed = False
+            self._finish("stopped", error="the reader of stdout went away")
+            _silence_stdout()
+            return 141
+        except Exception as exc:
+            interrupts.armed = False
+            self._finish("failed", error=f"internal error: {type(exc).__name__}")
+            raise
         if self.done is None:
             # A provider that ended without Done: its stream was cut off.
             from chatcli.errors import TransportError
