@@ -55,6 +55,8 @@ def _hwm_kb(pid: int) -> int:
 
 def reap(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
     """Wait for `proc` (SIGKILL after `timeout`); (exit code, peak RSS in MB)."""
+    if proc.returncode is not None:  # already reaped by poll()
+        return proc.returncode, 0.0
     peak = [0]
     done = threading.Event()
 
