@@ -59,6 +59,10 @@ class Store:
         self.last_path = home / "last.json"
         self._lock_depth = 0
         self._lock_fd: int | None = None
+        # cid -> what `save` needs to merge another process's messages: "base", the message
+        # ids in the file when we last read or wrote it; "foreign", ids that came from the
+        # file rather than from this process; "stat", the file's stat at that moment.
+        self._known: dict[str, dict[str, Any]] = {}
 
     # ----- low level -------------------------------------------------------------
 
@@ -155,16 +159,77 @@ class Store:
         return self.conv_dir / _file_name(cid)
 
     def load(self, cid: str) -> dict[str, Any]:
-        data = self._read(self.path_for(cid), "the conversation file")
+        path = self.path_for(cid)
+        data = self._read(path, "the conversation file")
         if data is None:
             raise ConversationNotFound(f"no conversation {cid!r} in {self.home}")
+        self._remember(cid, data, path, loaded=True)
         return data
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def _remember(self, cid: str, conv: dict[str, Any], path: Path, *, loaded: bool = False) -> None:
+        ids = {m.get("message_id") for m in conv.get("messages", ()) if isinstance(m, dict)}
+        known = self._known.get(cid)
+        foreign = set(ids) if loaded or known is None else known["foreign"]
+        self._known[cid] = {"base": ids, "foreign": foreign, "stat": self._stat(path)}
+
+    def _merge(self, conv: dict[str, Any], path: Path) -> None:
+        """Keep what another process saved since we read the file (caller holds the lock).
+
+        Two `continue`s of one conversation at once each hold their own copy; without this
+        the later save would drop the earlier one's turn. A three-way merge on message ids,
+        the base being the file as we last saw it: a message added on either side is kept,
+        one removed on either side (a partial answer's checkpoint replaced by the answer)
+        goes, and for a message on both sides the process that wrote it wins.
+        """
+        known = self._known.get(conv["conversation_id"])
+        if known is None:
+            return  # a conversation this process created: nobody else has written it
+        now = self._stat(path)
+        if now is None or now == known["stat"]:
+            return
+        try:
+            disk = self._read(path, "the conversation file")
+        except StateError as exc:
+            if "newer chatcli" in exc.message:
+                raise
+            return  # corrupt: moved aside and kept; ours replaces it
+        if not disk:
+            return
+        base, foreign = known["base"], known["foreign"]
+        ours = {m["message_id"]: m for m in conv["messages"]}
+        merged = []
+        on_disk = set()
+        for m in disk.get("messages", ()):
+            mid = m.get("message_id") if isinstance(m, dict) else None
+            if mid is None:
+                continue
+            on_disk.add(mid)
+            if mid in ours:
+                merged.append(m if mid in foreign else ours[mid])
+            elif mid not in base:
+                merged.append(m)  # added by another process
+                foreign.add(mid)
+        for mid, m in ours.items():
+            if mid not in on_disk and (mid not in base or mid not in foreign):
+                merged.append(m)  # ours, not saved yet
+        conv["messages"] = merged
 
     def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False) -> None:
         """Write a conversation (and its index entry, and last.json when asked)."""
         conv["version"] = VERSION
         with self.locked():
-            self._write(self.path_for(conv["conversation_id"]), conv)
+            path = self.path_for(conv["conversation_id"])
+            self._merge(conv, path)
+            self._write(path, conv)
+            self._remember(conv["conversation_id"], conv, path)
             if index:
                 self._update_index({conv["conversation_id"]: summary(conv)})
             if last:
