@@ -131,6 +131,7 @@ class _Turn:
         self.done: ev.Done | None = None
         self.answer_id: str | None = None
         self.last_checkpoint = 0.0
+        self.checkpoint_id: str | None = None
 
     # ----- set-up ----------------------------------------------------------------
 
@@ -411,9 +412,12 @@ class _Turn:
 
     def _put_answer(self, msg: dict[str, Any]) -> None:
         conv = self.conv
+        # Replace this turn's own checkpoint, found by id: after a merge with another
+        # process's save (store.Store._merge) it need not be the last message.
+        if self.checkpoint_id is not None:
+            conv["messages"] = [m for m in conv["messages"] if m.get("message_id") != self.checkpoint_id]
+        self.checkpoint_id = msg["message_id"] if msg.get("_checkpoint") else None
         msgs = conv["messages"]
-        if msgs and msgs[-1].get("role") == "assistant" and msgs[-1].get("_checkpoint"):
-            msgs.pop()
         msgs.append(msg)
         conv["current"] = msg["message_id"]
         conv["updated_at"] = msg["created_at"]
