@@ -140,7 +140,7 @@ class _Turn:
             if self.req.cid or self.req.parent:
                 raise UsageError("--cid and --parent go with `continue`")
             return None
-        ref = self.req.cid or self.store.last()
+        ref = self.req.cid or self.store.last(strict=True)
         if not ref:
             raise UsageError("there is no conversation to continue", hint="start one with `chatcli ask`")
         cid = self.store.resolve(ref)

@@ -260,10 +260,13 @@ class Store:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self.last_path)
 
-    def last(self) -> str | None:
+    def last(self, *, strict: bool = False) -> str | None:
+        """The last used conversation; `strict` reports a damaged last.json (else: None)."""
         try:
             data = self._read(self.last_path, "the last-conversation file")
         except StateError:
+            if strict:
+                raise
             return None
         cid = (data or {}).get("conversation_id")
         return cid if isinstance(cid, str) else None
