@@ -62,7 +62,10 @@ def scan_tree(root: Path, label: str) -> None:
 
 
 def _wrap_cli() -> None:
-    import conftest
+    try:
+        import conftest
+    except ImportError:  # used outside chatcli's tests/
+        return
 
     cls = conftest.CLI
     if getattr(cls, "_secrets_guarded", False):
@@ -95,9 +98,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _secrets_scan_home(request: pytest.FixtureRequest, home: Path) -> Any:
+def _secrets_scan_home(request: pytest.FixtureRequest) -> Any:
+    home = request.getfixturevalue("home") if "home" in request.fixturenames else None
     yield
-    scan_tree(Path(home), f"{request.node.nodeid} state")
+    if home is not None:
+        scan_tree(Path(home), f"{request.node.nodeid} state")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
