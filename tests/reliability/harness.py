@@ -131,10 +131,12 @@ def conversations(cli: Any) -> list[dict[str, Any]]:
 
 
 def messages(cli: Any, cid: str | None = None) -> list[dict[str, Any]]:
+    """`chatcli history <id> --jsonl` (the id of the home's only conversation by default,
+    read from the index in-process to spare a subprocess)."""
     if cid is None:
-        convs = conversations(cli)
-        assert len(convs) == 1, convs
-        cid = convs[0]["conversation_id"]
+        index = json.loads((cli.home / "index.json").read_bytes())["conversations"]
+        assert len(index) == 1, sorted(index)
+        cid = next(iter(index))
     r = cli("history", cid, "--jsonl")
     assert r.code == 0, r
     return r.events
