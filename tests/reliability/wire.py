@@ -95,6 +95,19 @@ def _dify(event: str, **kw: Any) -> bytes:
     return sse_frame(obj)
 
 
+def _dify_routes(srv: Any) -> None:
+    # Metadata a client may read first (dify.md §0 `GET /v1/`, §5.7 info/parameters/meta).
+    srv.route("GET", r"/v1/?", lambda ex: ex.send_json(200, {"welcome": "Dify OpenAPI", "api_version": "v1",
+                                                            "server_version": "1.14.0"}))
+    srv.route("GET", r"/v1/info", lambda ex: ex.send_json(200, {"name": "app", "description": "", "tags": [],
+                                                                "mode": "chat", "author_name": "t"}))
+    srv.route("GET", r"/v1/parameters", lambda ex: ex.send_json(200, {"opening_statement": "",
+                                                                      "suggested_questions": [],
+                                                                      "suggested_questions_after_answer":
+                                                                          {"enabled": False}}))
+    srv.route("GET", r"/v1/meta", lambda ex: ex.send_json(200, {"tool_icons": {}}))
+
+
 DIFY = Wire(
     provider="dify",
     module="chatcli.providers.dify",
@@ -111,6 +124,7 @@ DIFY = Wire(
     error_body=lambda status, msg: (_j({"code": "internal_server_error", "message": msg, "status": status}).encode(),
                                     "application/json"),
     args=["-p", "dify"],
+    extra_routes=_dify_routes,
 )
 
 
