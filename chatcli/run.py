@@ -123,6 +123,9 @@ class _Turn:
         self.store = st.Store(state_dir())
         self.text = ""
         self.answer_started = False
+        # The service has recorded this turn (it told us the conversation/message id or a
+        # stop handle): asking again would put the question twice in the remote conversation.
+        self.accepted = False
         self.start_written = False
         self.reasoning: list[str] = []
         self.tools: list[dict[str, Any]] = []
@@ -292,7 +295,7 @@ class _Turn:
         return 130 if reason == "stopped" else 0
 
     def _retry_delay(self, exc: ChatCliError, attempt: int, settings: Settings, deadline: float) -> float | None:
-        if not exc.retryable or self.answer_started or attempt >= settings.retries:
+        if not exc.retryable or self.answer_started or self.accepted or attempt >= settings.retries:
             return None
         if isinstance(exc, AuthError) or exc.status in (401, 403):
             return None  # rejected credentials never get better by asking again
@@ -364,6 +367,8 @@ class _Turn:
 
     def _meta(self, data: dict[str, Any]) -> None:
         conv = self.conv
+        if any(data.get(k) for k in ("conversation_id", "message_id", "user_message_id", "stop")):
+            self.accepted = True
         new_id = data.get("conversation_id")
         if new_id and new_id != conv["conversation_id"]:
             conv["remote_id"] = new_id
