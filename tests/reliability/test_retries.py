@@ -83,6 +83,29 @@ def test_never_retry_after_the_first_answer_byte(cli, provider: str, fault: str)
 
 
 @pytest.mark.parametrize("provider", list(WIRES))
+def test_never_retry_once_the_service_recorded_the_turn(cli, provider: str) -> None:
+    """The first events named the conversation/message (Dify, Coze, ChatGPT): the question
+    is in the remote conversation, so a retry would ask it twice. openai keeps nothing: retried."""
+    from reliability.faults import FAULTS
+
+    def accepted_then_drop(w, ex):
+        ex.start(200)
+        ex.write(w.preamble())
+        ex.drop()
+
+    FAULTS.setdefault("accepted_then_drop", accepted_then_drop)
+    with FaultServer(_wire(provider)) as fs:
+        fs.fault = ["accepted_then_drop", "ok"]
+        r = _ask(cli, fs, "--retries", "2")
+        n = len(fs.answer_requests)
+    if provider == "openai":
+        assert n == 2 and r.code == 0, r
+    else:
+        assert n == 1, r
+        harness.assert_designed_failure(r, 5, "network")
+
+
+@pytest.mark.parametrize("provider", list(WIRES))
 @pytest.mark.parametrize("status", [401, 403])
 def test_never_retry_auth(cli, provider: str, status: int) -> None:
     from reliability.faults import FAULTS, _error
@@ -137,6 +160,7 @@ def test_retry_delay_rules_unit() -> None:
 
     t = run._Turn.__new__(run._Turn)
     t.answer_started = False
+    t.accepted = False
     s = Settings(provider="openai", retries=5)
     far = time.monotonic() + 1000
     assert t._retry_delay(ProviderError("x", retryable=True), 0, s, far) is not None
