@@ -1,7 +1,8 @@
-"""The command line: argument parsing only; the work happens in run, stopcmd, historycmd.
+"""The command line: argument parsing only; the work happens in run, stopcmd, historycmd, configcmd.
 
-No network library is imported at module level: `--help`, `--version`, `history` and
-`stop` stay fast. `--version` is answered before Typer is even imported.
+No network library is imported at module level: `--help`, `--version`, `history`,
+`stop`, `config` and shell completion stay fast. `--version` is answered before Typer is
+even imported. Completion callbacks live in chatcli.complete (local files only).
 """
 
 import sys
@@ -9,33 +10,76 @@ from typing import Annotated
 
 from chatcli import __version__
 
-EPILOG_ASK = """Examples:
-
+# Click rewraps paragraphs; a paragraph that starts with \b is printed as written.
+EPILOG_ASK = """\b
+Examples:
   chatcli ask "What is the capital of France?"
-
   git diff | chatcli ask "Write a commit message for this diff"
-
+  chatcli ask - < question.txt
   chatcli ask --jsonl "Hi" | jq -r 'select(.type=="delta").text'
+  chatcli ask -p openai --base-url http://127.0.0.1:8080/v1 -m smollm2 "Hello"
+  chatcli ask --profile work --render "Explain this regex: ^a+$"
 
-  chatcli ask -p dify --base-url http://127.0.0.1/v1 "Hello"
+\b
+Provider settings come from options, then the environment (OPENAI_BASE_URL,
+OPENAI_API_KEY, DIFY_API_KEY, COZE_API_TOKEN, COZE_BOT_ID, CHATGPT_ACCESS_TOKEN,
+CHATCLI_PROVIDER, CHATCLI_PROFILE), then config.toml (see `chatcli config --init`).
 """
 
-EPILOG_CONTINUE = """Examples:
-
+EPILOG_CONTINUE = """\b
+Examples:
   chatcli continue "And of Germany?"
-
   chatcli continue --cid 3f2a "Tell me more"
-
   chatcli continue --parent MSG_ID "Answer that differently"
+  printf '%s\\n' "one" "two" | while read -r q; do chatcli continue "$q"; done
+"""
+
+EPILOG_STOP = """\b
+Examples:
+  chatcli stop              # the newest answer in flight
+  chatcli stop --cid 3f2a   # the answer of that conversation
+"""
+
+EPILOG_HISTORY = """\b
+Examples:
+  chatcli history                       # newest first
+  chatcli history -n 5 -p openai        # the five latest openai conversations
+  chatcli history --search "regex"      # title or message text contains "regex"
+  chatcli history 3f2a                  # one conversation as a dialogue
+  chatcli history 3f2a --rename "Regex help"
+  chatcli history --delete 3f2a
+  chatcli history --jsonl | jq -r '.conversation_id + "  " + (.title // "")'
+"""
+
+EPILOG_CONFIG = """\b
+Examples:
+  chatcli config                   # the settings `ask` would use, and their sources
+  chatcli config --profile work    # the same for one profile
+  chatcli config -p dify
+  chatcli config --init            # write a starter config.toml (0600)
+"""
+
+EPILOG_PATHS = """\b
+Examples:
+  chatcli paths
+  ls "$(chatcli paths --state)"
 """
 
 
 def _app():  # type: ignore[no-untyped-def]
     import typer
 
+    from chatcli import _typerfast, complete
+
+    _typerfast.install()
+
+    complete.patch_typer()
+    _plain_argument_help()
+
     app = typer.Typer(
         name="chatcli",
         help="One command-line client for ChatGPT web, Dify, Coze, OpenAI-compatible servers and a local model.",
+        epilog="\b\nStart with:  chatcli ask \"Hello\"      More:  chatcli COMMAND --help",
         no_args_is_help=True,
         add_completion=True,
         pretty_exceptions_enable=False,
@@ -56,46 +100,73 @@ def _app():  # type: ignore[no-untyped-def]
     ) -> None:
         """One command-line client for chat services."""
 
-    Prompt = Annotated[list[str] | None, typer.Argument(help="The prompt; `-` reads stdin.", show_default=False)]
-    Provider = Annotated[str | None, typer.Option("--provider", "-p", help="chatgpt, dify, coze, openai or local.",
-                                                  envvar=None, show_default=False)]
-    BaseUrl = Annotated[str | None, typer.Option("--base-url", help="The provider's base URL.", show_default=False)]
-    Model = Annotated[str | None, typer.Option("--model", "-m", help="Model name (or a .gguf path for local).",
-                                               show_default=False)]
-    Profile = Annotated[str | None, typer.Option("--profile", help="A profile from config.toml.", show_default=False)]
-    BotId = Annotated[str | None, typer.Option("--bot-id", help="Coze bot id.", show_default=False)]
-    System = Annotated[str | None, typer.Option("--system", "-s", help="System prompt, where the provider takes one.",
-                                                show_default=False)]
-    Jsonl = Annotated[bool, typer.Option("--jsonl", help="Print events as JSON lines.")]
-    Raw = Annotated[bool, typer.Option("--raw", help="Print the provider's wire events (debugging).")]
-    Timeout = Annotated[float | None, typer.Option("--timeout", help="Longest silence tolerated, in seconds.",
-                                                   show_default=False)]
-    Retries = Annotated[int | None, typer.Option("--retries", help="Retries before the first answer byte (default 2).",
-                                                 show_default=False)]
-    ApiVersion = Annotated[str | None, typer.Option("--api-version", help="coze: v3 (default) or v2.",
-                                                    show_default=False)]
-    Temperature = Annotated[float | None, typer.Option("--temperature", "-t", help="Sampling temperature.",
-                                                       show_default=False)]
-    MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Longest answer, in tokens.",
-                                                   show_default=False)]
-    Opt = Annotated[list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE",
-                                                   help="A provider setting, e.g. -o n_ctx=4096 (repeatable).",
-                                                   show_default=False)]
+    def opt(*names: str, help: str, metavar: str | None = None, complete_with: object = None, **kw: object) -> object:
+        """An option that takes a value (no default shown: None means "not given")."""
+        return typer.Option(*names, help=help, metavar=metavar, autocompletion=complete_with,  # type: ignore[arg-type]
+                            show_default=False, **kw)
+
+    def flag(name: str, help: str) -> object:
+        return typer.Option(name, help=help)
+
+    S = str | None
+    Prompt = Annotated[list[str] | None, typer.Argument(metavar="PROMPT", show_default=False,
+                                                        help="The prompt (words are joined); `-` reads stdin.")]
+    Provider = Annotated[S, opt("--provider", "-p", metavar="NAME", help="chatgpt, dify, coze, openai or local.",
+                                complete_with=complete.providers)]
+    BaseUrl = Annotated[S, opt("--base-url", metavar="URL", help="The provider's base URL.")]
+    Model = Annotated[S, opt("--model", "-m", metavar="NAME", help="Model name (or a .gguf path for local).")]
+    Profile = Annotated[S, opt("--profile", metavar="NAME", help="A profile from config.toml.",
+                               complete_with=complete.profiles)]
+    BotId = Annotated[S, opt("--bot-id", metavar="ID", help="Coze bot id.")]
+    System = Annotated[S, opt("--system", "-s", metavar="TEXT", help="System prompt, where the provider takes one.")]
+    Jsonl = Annotated[bool, flag("--jsonl", "Print events as JSON lines.")]
+    Raw = Annotated[bool, flag("--raw", "Print the provider's wire events (debugging).")]
+    Render = Annotated[bool, flag("--render", "Show the answer as Markdown (only when stdout is a terminal).")]
+    Timeout = Annotated[float | None, opt("--timeout", metavar="SECONDS",
+                                          help="Longest silence tolerated, in seconds.")]
+    Retries = Annotated[int | None, opt("--retries", metavar="N",
+                                        help="Retries before the first answer byte (default 2).")]
+    ApiVersion = Annotated[S, opt("--api-version", metavar="VERSION", help="coze: v3 (default) or v2.")]
+    Temperature = Annotated[float | None, opt("--temperature", "-t", metavar="FLOAT", help="Sampling temperature.")]
+    MaxTokens = Annotated[int | None, opt("--max-tokens", metavar="N", help="Longest answer, in tokens.")]
+    Opt = Annotated[list[str] | None, opt("--option", "-o", metavar="KEY=VALUE",
+                                          help="A provider setting, e.g. -o n_ctx=4096 (repeatable).")]
+    Cid = Annotated[S, opt("--cid", metavar="ID", help="Conversation id or unique prefix (default: the last used).",
+                           complete_with=complete.conversations)]
+    Parent = Annotated[S, opt("--parent", metavar="MSG_ID", help="Answer from this earlier message (a branch).")]
+    StopCid = Annotated[S, opt("--cid", metavar="ID", help="Conversation id or prefix (default: the newest in flight).",
+                               complete_with=complete.inflight)]
+    HistoryId = Annotated[S, typer.Argument(metavar="ID", show_default=False, autocompletion=complete.conversations,
+                                            help="Show this conversation (id or unique prefix).")]
+    HistJsonl = Annotated[bool, flag("--jsonl", "One JSON object per conversation (or per message, with ID).")]
+    Remote = Annotated[bool, flag("--remote", "Fetch the messages from the provider "
+                                              "(with --delete/--rename: change it there too).")]
+    Limit = Annotated[int | None, opt("--limit", "-n", min=0, metavar="N", help="Show at most N conversations.")]
+    OnlyProvider = Annotated[S, opt("--provider", "-p", metavar="NAME", help="Only this provider's conversations.",
+                                    complete_with=complete.providers)]
+    Search = Annotated[S, opt("--search", metavar="TEXT",
+                              help="Only conversations whose title or messages contain TEXT (any case).")]
+    Delete = Annotated[bool, flag("--delete", "Delete conversation ID (locally; with --remote also on the provider).")]
+    Rename = Annotated[S, opt("--rename", metavar="TITLE", help="Give conversation ID a new title.")]
 
     def _turn(words: list[str] | None, continue_: bool, cid: str | None, parent: str | None, provider: str | None,
               base_url: str | None, model: str | None, profile: str | None, bot_id: str | None,
               system: str | None, jsonl: bool, raw: bool, timeout: float | None, retries: int | None,
               api_version: str | None, temperature: float | None, max_tokens: int | None,
-              opts: list[str] | None) -> None:
+              opts: list[str] | None, render: bool = False) -> None:
         from chatcli.config import Options
         from chatcli.errors import UsageError
         from chatcli.prompt import build_prompt
         from chatcli.run import TurnRequest, guard, run_turn
 
         mode = "raw" if raw else "jsonl" if jsonl else "text"
-        if jsonl and raw:
-            code = guard(lambda: (_ for _ in ()).throw(UsageError("--jsonl and --raw exclude each other")))
-            raise typer.Exit(code)
+        for bad, msg in ((jsonl and raw, "--jsonl and --raw exclude each other"),
+                         (render and mode != "text", "--render goes with text output, not --jsonl or --raw")):
+            if bad:
+                from chatcli.output import make_writer as _mw
+
+                code = guard(lambda: (_ for _ in ()).throw(UsageError(msg)), _mw(mode if mode != "raw" else "text"))
+                raise typer.Exit(code)
         prompt: list[str] = []
 
         extra: dict[str, object] = {"api_version": api_version, "temperature": temperature,
@@ -115,66 +186,114 @@ def _app():  # type: ignore[no-untyped-def]
         writer = make_writer(mode)
         code = guard(read, writer)
         if code:
-            if mode == "jsonl":
-                pass  # the error event was written by guard's writer
             raise typer.Exit(code)
         options = Options(provider=provider, profile=profile, base_url=base_url, model=model, bot_id=bot_id,
                           system=system, timeout=timeout, retries=retries,
                           extra=extra)
-        raise typer.Exit(run_turn(TurnRequest(prompt=prompt[0], mode=mode, options=options, continue_=continue_,
-                                              cid=cid, parent=parent)))
+        req = TurnRequest(prompt=prompt[0], mode=mode, options=options, continue_=continue_, cid=cid, parent=parent)
+        raise typer.Exit(run_turn(req, make_writer(mode, render=render)))
 
     @app.command(epilog=EPILOG_ASK)
     def ask(words: Prompt = None, provider: Provider = None, base_url: BaseUrl = None, model: Model = None,
             profile: Profile = None, bot_id: BotId = None, system: System = None, jsonl: Jsonl = False,
-            raw: Raw = False, timeout: Timeout = None, retries: Retries = None,
+            raw: Raw = False, render: Render = False, timeout: Timeout = None, retries: Retries = None,
             api_version: ApiVersion = None, temperature: Temperature = None, max_tokens: MaxTokens = None,
             option: Opt = None) -> None:
-        """Start a new conversation and stream the answer."""
+        """Start a new conversation and stream the answer.
+
+        Only the answer goes to stdout; the conversation id, usage, notes and errors go to stderr.
+        """
         _turn(words, False, None, None, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
-              retries, api_version, temperature, max_tokens, option)
+              retries, api_version, temperature, max_tokens, option, render)
 
     @app.command("continue", epilog=EPILOG_CONTINUE)
-    def continue_(words: Prompt = None,
-                  cid: Annotated[str | None, typer.Option("--cid", help="Conversation id or unique prefix (default: the last used).", show_default=False)] = None,
-                  parent: Annotated[str | None, typer.Option("--parent", help="Answer from this earlier message (a branch).", show_default=False)] = None,
+    def continue_(words: Prompt = None, cid: Cid = None, parent: Parent = None,
                   provider: Provider = None, base_url: BaseUrl = None, model: Model = None, profile: Profile = None,
                   bot_id: BotId = None, system: System = None, jsonl: Jsonl = False, raw: Raw = False,
-                  timeout: Timeout = None, retries: Retries = None, api_version: ApiVersion = None,
-                  temperature: Temperature = None, max_tokens: MaxTokens = None, option: Opt = None) -> None:
-        """Send the next message in a conversation (default: the last used one)."""
-        _turn(words, True, cid, parent, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
-              retries, api_version, temperature, max_tokens, option)
+                  render: Render = False, timeout: Timeout = None, retries: Retries = None,
+                  api_version: ApiVersion = None, temperature: Temperature = None, max_tokens: MaxTokens = None,
+                  option: Opt = None) -> None:
+        """Send the next message in a conversation (default: the last used one).
 
-    @app.command(epilog="Examples:\n\n  chatcli stop\n\n  chatcli stop --cid 3f2a")
-    def stop(cid: Annotated[str | None, typer.Option("--cid", help="Conversation id or prefix (default: the newest in flight).", show_default=False)] = None) -> None:
-        """Stop an answer that is being generated, from any shell."""
+        The conversation's provider, profile, base URL, model and bot are reused.
+        """
+        _turn(words, True, cid, parent, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
+              retries, api_version, temperature, max_tokens, option, render)
+
+    @app.command(epilog=EPILOG_STOP)
+    def stop(cid: StopCid = None) -> None:
+        """Stop an answer that is being generated, from any shell.
+
+        Exit 0 when an answer was stopped, 2 when nothing matching was in flight.
+        """
         from chatcli.run import guard
         from chatcli.stopcmd import stop as do_stop
 
         raise typer.Exit(guard(lambda: do_stop(cid)))
 
-    @app.command(epilog="Examples:\n\n  chatcli history\n\n  chatcli history 3f2a\n\n  chatcli history --jsonl | jq -r .title")
-    def history(
-        cid: Annotated[str | None, typer.Argument(help="Show this conversation (id or unique prefix).", show_default=False)] = None,
-        jsonl: Jsonl = False,
-        remote: Annotated[bool, typer.Option("--remote", help="Fetch the messages from the provider.")] = False,
-        limit: Annotated[int | None, typer.Option("--limit", "-n", help="Show at most N conversations.", show_default=False)] = None,
-        provider: Annotated[str | None, typer.Option("--provider", "-p", help="Only this provider's conversations.", show_default=False)] = None,
-        search: Annotated[str | None, typer.Option("--search", help="Only conversations whose title contains TEXT.", show_default=False)] = None,
-    ) -> None:
-        """List conversations, most recently used first; with an id, show its messages."""
+    @app.command(epilog=EPILOG_HISTORY)
+    def history(cid: HistoryId = None, jsonl: HistJsonl = False, remote: Remote = False, limit: Limit = None,
+                provider: OnlyProvider = None, search: Search = None, delete: Delete = False,
+                rename: Rename = None) -> None:
+        """List conversations, most recently used first; with an ID, show it as a dialogue."""
         from chatcli import historycmd
+        from chatcli.errors import UsageError
         from chatcli.run import guard
 
-        if cid:
-            code = guard(lambda: historycmd.show_conversation(cid, jsonl=jsonl, remote=remote))
-        else:
-            code = guard(lambda: historycmd.list_conversations(jsonl=jsonl, limit=limit, provider=provider,
-                                                               search=search))
-        raise typer.Exit(code)
+        def go() -> int:
+            if delete or rename is not None:
+                if not cid:
+                    raise UsageError(("--delete" if delete else "--rename") + " needs a conversation ID")
+                if delete and rename is not None:
+                    raise UsageError("--delete and --rename exclude each other")
+                if delete:
+                    return historycmd.delete_conversation(cid, remote=remote)
+                return historycmd.rename_conversation(cid, rename or "", remote=remote)
+            if cid:
+                return historycmd.show_conversation(cid, jsonl=jsonl, remote=remote)
+            if remote:
+                raise UsageError("--remote needs a conversation ID")
+            return historycmd.list_conversations(jsonl=jsonl, limit=limit, provider=provider, search=search)
+
+        raise typer.Exit(guard(go))
+
+    @app.command("config", epilog=EPILOG_CONFIG)
+    def config_(
+        profile: Profile = None, provider: Provider = None,
+        init: Annotated[bool, flag("--init", "Write a starter config.toml with example profiles.")] = False,
+        force: Annotated[bool, flag("--force", "With --init: replace an existing config.toml.")] = False,
+        jsonl: Annotated[bool, flag("--jsonl", "One JSON object per setting.")] = False,
+    ) -> None:
+        """Show the settings `ask` would use (secrets masked) and where each came from."""
+        from chatcli import configcmd
+        from chatcli.run import guard
+
+        if init:
+            raise typer.Exit(guard(lambda: configcmd.init(force=force)))
+        raise typer.Exit(guard(lambda: configcmd.show(profile=profile, provider=provider, jsonl=jsonl)))
+
+    @app.command(epilog=EPILOG_PATHS)
+    def paths(
+        state: Annotated[bool, flag("--state", "Print only the state directory.")] = False,
+        config: Annotated[bool, flag("--config", "Print only the config file.")] = False,
+    ) -> None:
+        """Show where chatcli keeps its state and looks for its config file."""
+        from chatcli import configcmd
+        from chatcli.run import guard
+
+        raise typer.Exit(guard(lambda: configcmd.paths(only="state" if state else "config" if config else None)))
 
     return app
+
+
+def _plain_argument_help() -> None:
+    """Typer prints `PROMPT <list[str]>` for arguments; the metavar and the help say enough."""
+    try:
+        import typer.core
+
+        typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
+    except (ImportError, AttributeError):
+        pass
 
 
 def _option_value(value: str) -> object:

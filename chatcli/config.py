@@ -67,7 +67,7 @@ def load_config(env: dict[str, str] | None = None) -> dict[str, Any]:
     path = config_path(env)
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # a missing directory is a missing file
         return {}
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None

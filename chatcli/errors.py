@@ -31,7 +31,7 @@ _SECRET_PATTERNS = [
     # Authorization: Bearer xxx / Bearer xxx
     (re.compile(r"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), r"\1[REDACTED]"),
     # typical key shapes: sk-..., app-..., pat_..., eyJ... (JWT)
-    (re.compile(r"\b(sk|app|pat|cztei)[-_][A-Za-z0-9_-]{6,}"), "[REDACTED]"),
+    (re.compile(r"\b(?:sk-|app-|pat_|cztei_)[A-Za-z0-9_-]{6,}"), "[REDACTED]"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9._-]+"), "[REDACTED]"),
 ]
 

@@ -8,8 +8,11 @@ isatty, so `--jsonl` gives the same bytes to a pipe and a terminal.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
+import time
 from typing import IO, Any
 
 import orjson
@@ -30,6 +33,87 @@ def use_color(stream: IO[str], env: dict[str, str] | None = None) -> bool:
         return stream.isatty()
     except (AttributeError, ValueError):
         return False
+
+
+def progress_allowed(stream: IO[str], env: dict[str, str] | None = None) -> bool:
+    """Progress indicators: only on a terminal, never with NO_COLOR or TERM=dumb (CONTRACT: Output).
+
+    FORCE_COLOR forces colour, not a spinner: a spinner on a pipe or a log file is noise.
+    """
+    env = os.environ if env is None else env
+    if env.get("NO_COLOR") or env.get("TERM") in ("dumb", None, ""):
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Spinner:
+    """An elapsed-time line on stderr while nothing has arrived yet.
+
+    A daemon thread draws a frame every `interval` seconds after `delay` (quick answers
+    show nothing). Every write happens under `lock`, and the writer erases the line and
+    stops the thread (under the same lock) before the first byte of answer text goes to
+    stdout, so a frame can never land in the middle of the answer. After that the hot
+    path pays one `is None` check per delta.
+    """
+
+    FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+    def __init__(self, stream: IO[str], style: Style, *, delay: float = 0.3, interval: float = 0.1) -> None:
+        self.stream = stream
+        self.style = style
+        self.delay = delay
+        self.interval = interval
+        self.label = "waiting for the answer"
+        self.lock = threading.Lock()
+        self.shown = False
+        self._stopped = threading.Event()
+        self._t0 = time.monotonic()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Spinner:
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="chatcli-spinner", daemon=True)
+        self._thread.start()
+        atexit.register(self.stop)
+        return self
+
+    def _run(self) -> None:
+        if self._stopped.wait(self.delay):
+            return
+        i = 0
+        while True:
+            with self.lock:
+                if self._stopped.is_set():
+                    return
+                elapsed = time.monotonic() - self._t0
+                frame = f"{self.FRAMES[i % len(self.FRAMES)]} {self.label} {elapsed:.0f}s"
+                try:
+                    self.stream.write("\r" + self.style.dim(frame) + "\x1b[K")
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    return
+                self.shown = True
+            i += 1
+            if self._stopped.wait(self.interval):
+                return
+
+    def clear(self) -> None:
+        """Erase the frame (the caller holds `lock`)."""
+        if self.shown:
+            self.shown = False
+            try:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+            except (OSError, ValueError):
+                pass
+
+    def stop(self) -> None:
+        with self.lock:
+            self._stopped.set()
+            self.clear()
 
 
 class Style:
@@ -66,21 +150,39 @@ class Writer:
         self.out = stdout or sys.stdout
         self.err = stderr or sys.stderr
         self.style = Style(use_color(self.err))
+        self.spinner: Spinner | None = None
+
+    def waiting(self) -> None:
+        """The request is about to be sent: show progress until something arrives (text mode)."""
+
+    def _err(self, text: str) -> None:
+        spinner = self.spinner
+        if spinner is None:
+            self.err.write(text)
+            self.err.flush()
+            return
+        with spinner.lock:
+            spinner.clear()
+            self.err.write(text)
+            self.err.flush()
+
+    def _stop_spinner(self) -> None:
+        spinner, self.spinner = self.spinner, None
+        if spinner is not None:
+            spinner.stop()
 
     def note(self, text: str) -> None:
-        self.err.write(self.style.dim(f"chatcli: {text}") + "\n")
-        self.err.flush()
+        self._err(self.style.dim(f"chatcli: {text}") + "\n")
 
     def warn(self, text: str) -> None:
-        self.err.write(self.style.yellow(f"chatcli: warning: {text}") + "\n")
-        self.err.flush()
+        self._err(self.style.yellow(f"chatcli: warning: {text}") + "\n")
 
     def event(self, event: ev.Event) -> None:
         raise NotImplementedError
 
     def error(self, event: ev.Error, hint: str | None = None) -> None:
-        self.err.write(error_line(event.message, hint, self.style) + "\n")
-        self.err.flush()
+        self._stop_spinner()
+        self._err(error_line(event.message, hint, self.style) + "\n")
 
     def wire(self, name: str | None, data: Any) -> None:
         """Raw wire events are shown only by RawWriter."""
@@ -95,9 +197,15 @@ class TextWriter(Writer):
         self.usage: ev.Usage | None = None
         self.suggestions: list[str] = []
 
+    def waiting(self) -> None:
+        if self.spinner is None and progress_allowed(self.err):
+            self.spinner = Spinner(self.err, Style(True)).start()
+
     def _text(self, text: str) -> None:
         if not text:
             return
+        if self.spinner is not None:
+            self._stop_spinner()
         if self.in_reasoning:
             self.err.write("\n")
             self.err.flush()
@@ -111,7 +219,14 @@ class TextWriter(Writer):
         kind = event.type
         if kind == "delta":
             self._text(event.text)  # type: ignore[union-attr]
-        elif kind == "reasoning":
+            return
+        if self.spinner is not None:
+            if kind == "start":
+                self.spinner.label = "connected, waiting for the first token"
+                return
+            if kind in ("reasoning", "replace", "tool", "done"):
+                self._stop_spinner()
+        if kind == "reasoning":
             if not self.in_reasoning:
                 self.err.write(self.style.dim("thinking: "))
                 self.in_reasoning = True
@@ -163,9 +278,24 @@ class TextWriter(Writer):
         self.out.write("\n")
         self.out.flush()
 
+    def _end_reasoning(self) -> None:
+        """Close an open `thinking: ...` stderr line, so what follows starts its own line."""
+        if self.in_reasoning:
+            self.err.write("\n")
+            self.in_reasoning = False
+
+    def note(self, text: str) -> None:
+        self._end_reasoning()
+        super().note(text)
+
+    def warn(self, text: str) -> None:
+        self._end_reasoning()
+        super().warn(text)
+
     def error(self, event: ev.Error, hint: str | None = None) -> None:
         if self.wrote_text:
             self.finish()
+        self._end_reasoning()
         super().error(event, hint)
 
 
@@ -189,12 +319,19 @@ class JsonlWriter(Writer):
             self.out.write(data.decode())
             self.out.flush()
 
+    started = False
+
     def event(self, event: ev.Event) -> None:
         if event.type != "meta":
+            self.started = self.started or event.type == "start"
             self._line(ev.to_dict(event))
 
     def error(self, event: ev.Error, hint: str | None = None) -> None:
         super().error(event, hint)
+        if not self.started:
+            # CONTRACT.md: `start` is the first line, always -- also when the command fails
+            # before a provider was chosen (empty prompt, bad config): its keys are null.
+            self.event(ev.Start(provider=None))  # type: ignore[arg-type]
         self._line(ev.to_dict(event))
 
 
@@ -216,5 +353,23 @@ class RawWriter(JsonlWriter):
             self.out.flush()
 
 
-def make_writer(mode: str) -> Writer:
+def make_writer(mode: str, *, render: bool = False) -> Writer:
+    """The writer for a mode; `render` (Markdown via rich) applies to text mode on a terminal only."""
+    if mode == "text" and render and _isatty(sys.stdout) and os.environ.get("TERM") != "dumb":
+        import importlib.util
+
+        if importlib.util.find_spec("rich") is not None:
+            from chatcli.render import RenderWriter
+
+            return RenderWriter()
+        writer = TextWriter()
+        writer.warn("--render needs the rich package (pip install rich); showing plain text")
+        return writer
     return {"text": TextWriter, "jsonl": JsonlWriter, "raw": RawWriter}[mode]()
+
+
+def _isatty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

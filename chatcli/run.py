@@ -47,9 +47,11 @@ class _Interrupts:
 
     Installed before the turn's first state write, so a `chatcli stop` (which only finds
     processes with an in-flight record) never meets the default action that would kill
-    the process mid-turn: before streaming a signal is remembered and `arm()` raises it;
-    after the end it is absorbed, and the handler stays in place until the process exits,
-    so a late or repeated signal cannot turn a saved outcome into a death by signal.
+    the process mid-turn: before streaming a signal is remembered and `arm()` raises it.
+    After the end signals are ignored (SIG_IGN: a Python handler would be reset to the
+    default action during interpreter shutdown), so a late or repeated signal cannot turn
+    an outcome already saved and printed into a death by signal. The turn is the last
+    thing a `chatcli ask/continue` process does.
     """
 
     def __init__(self) -> None:
@@ -111,8 +113,10 @@ def _silence_stdout() -> None:
         pass
 
 
-def run_turn(req: TurnRequest) -> int:
-    writer = make_writer(req.mode)
+def run_turn(req: TurnRequest, writer: Writer | None = None) -> int:
+    """Run one turn; `writer` lets the command line pick a text writer (e.g. --render)."""
+    writer = writer or make_writer(req.mode)
+    writer.waiting()
     return guard(lambda: _Turn(req, writer).run(), writer)
 
 
@@ -417,12 +421,10 @@ class _Turn:
 
     def _put_answer(self, msg: dict[str, Any]) -> None:
         conv = self.conv
-        # Replace this turn's own checkpoint, found by id: after a merge with another
-        # process's save (store.Store._merge) it need not be the last message.
-        if self.checkpoint_id is not None:
-            conv["messages"] = [m for m in conv["messages"] if m.get("message_id") != self.checkpoint_id]
+        # Replace this turn's own last checkpoint, found by id: after the store merged in
+        # other processes' messages, the last message may be someone else's.
+        msgs = conv["messages"] = [m for m in conv["messages"] if m["message_id"] != self.checkpoint_id]
         self.checkpoint_id = msg["message_id"] if msg.get("_checkpoint") else None
-        msgs = conv["messages"]
         msgs.append(msg)
         conv["current"] = msg["message_id"]
         conv["updated_at"] = msg["created_at"]

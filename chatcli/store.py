@@ -59,10 +59,9 @@ class Store:
         self.last_path = home / "last.json"
         self._lock_depth = 0
         self._lock_fd: int | None = None
-        # cid -> what `save` needs to merge another process's messages: "base", the message
-        # ids in the file when we last read or wrote it; "foreign", ids that came from the
-        # file rather than from this process; "stat", the file's stat at that moment.
-        self._known: dict[str, dict[str, Any]] = {}
+        # conversation id -> ids of messages this process created and wrote / only read (see _merge)
+        self._written: dict[str, set[str]] = {}
+        self._seen: dict[str, set[str]] = {}
 
     # ----- low level -------------------------------------------------------------
 
@@ -159,81 +158,57 @@ class Store:
         return self.conv_dir / _file_name(cid)
 
     def load(self, cid: str) -> dict[str, Any]:
-        path = self.path_for(cid)
-        data = self._read(path, "the conversation file")
+        data = self._read(self.path_for(cid), "the conversation file")
         if data is None:
             raise ConversationNotFound(f"no conversation {cid!r} in {self.home}")
-        self._remember(cid, data, path, loaded=True)
+        self._seen[cid] = {m.get("message_id") for m in data.get("messages") or () if isinstance(m, dict)}
         return data
-
-    @staticmethod
-    def _stat(path: Path) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-    def _remember(self, cid: str, conv: dict[str, Any], path: Path, *, loaded: bool = False) -> None:
-        ids = {m.get("message_id") for m in conv.get("messages", ()) if isinstance(m, dict)}
-        known = self._known.get(cid)
-        foreign = set(ids) if loaded or known is None else known["foreign"]
-        self._known[cid] = {"base": ids, "foreign": foreign, "stat": self._stat(path)}
-
-    def _merge(self, conv: dict[str, Any], path: Path) -> None:
-        """Keep what another process saved since we read the file (caller holds the lock).
-
-        Two `continue`s of one conversation at once each hold their own copy; without this
-        the later save would drop the earlier one's turn. A three-way merge on message ids,
-        the base being the file as we last saw it: a message added on either side is kept,
-        one removed on either side (a partial answer's checkpoint replaced by the answer)
-        goes, and for a message on both sides the process that wrote it wins.
-        """
-        known = self._known.get(conv["conversation_id"])
-        if known is None:
-            return  # a conversation this process created: nobody else has written it
-        now = self._stat(path)
-        if now is None or now == known["stat"]:
-            return
-        try:
-            disk = self._read(path, "the conversation file")
-        except StateError as exc:
-            if "newer chatcli" in exc.message:
-                raise
-            return  # corrupt: moved aside and kept; ours replaces it
-        if not disk:
-            return
-        base, foreign = known["base"], known["foreign"]
-        ours = {m["message_id"]: m for m in conv["messages"]}
-        merged = []
-        on_disk = set()
-        for m in disk.get("messages", ()):
-            mid = m.get("message_id") if isinstance(m, dict) else None
-            if mid is None:
-                continue
-            on_disk.add(mid)
-            if mid in ours:
-                merged.append(m if mid in foreign else ours[mid])
-            elif mid not in base:
-                merged.append(m)  # added by another process
-                foreign.add(mid)
-        for mid, m in ours.items():
-            if mid not in on_disk and (mid not in base or mid not in foreign):
-                merged.append(m)  # ours, not saved yet
-        conv["messages"] = merged
 
     def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False) -> None:
         """Write a conversation (and its index entry, and last.json when asked)."""
         conv["version"] = VERSION
         with self.locked():
-            path = self.path_for(conv["conversation_id"])
-            self._merge(conv, path)
-            self._write(path, conv)
-            self._remember(conv["conversation_id"], conv, path)
+            self._merge(conv)
+            self._write(self.path_for(conv["conversation_id"]), conv)
+            seen = self._seen.get(conv["conversation_id"], set())
+            self._written.setdefault(conv["conversation_id"], set()).update(
+                m["message_id"] for m in conv["messages"] if m["message_id"] not in seen)
             if index:
                 self._update_index({conv["conversation_id"]: summary(conv)})
             if last:
                 self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]})
+
+    def _merge(self, conv: dict[str, Any]) -> None:
+        """Apply this process's changes on top of the file as it is now (caller holds the lock).
+
+        Two `continue`s of one conversation each load it, add their turn and save: without
+        this the last writer would drop the other's messages. The file is the base; the
+        messages this process created replace or extend it, and one it wrote and has since
+        removed (a replaced checkpoint) stays removed. Messages it only read are taken as
+        the file has them now.
+        """
+        cid = conv["conversation_id"]
+        try:
+            disk = orjson.loads(self.path_for(cid).read_bytes())
+            theirs = disk["messages"]
+            assert isinstance(theirs, list)
+        except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AssertionError):
+            return
+        seen = self._seen.setdefault(cid, set())
+        mine = {m["message_id"]: m for m in conv["messages"] if m["message_id"] not in seen}
+        dropped = self._written.get(cid, set()) - set(mine)
+        merged: list[dict[str, Any]] = []
+        for m in theirs:
+            mid = m.get("message_id") if isinstance(m, dict) else None
+            if mid in mine:
+                merged.append(mine.pop(mid))
+            elif mid is not None and mid not in dropped:
+                merged.append(m)
+                seen.add(mid)
+        merged.extend(mine.values())
+        conv["messages"] = merged
+        if (disk.get("updated_at") or "") > (conv.get("updated_at") or ""):
+            conv["updated_at"] = disk["updated_at"]
 
     def rename(self, conv: dict[str, Any], new_id: str) -> None:
         """Give a conversation the provider's own id (learnt from the first answer)."""
@@ -242,6 +217,8 @@ class Store:
             return
         with self.locked():
             conv["conversation_id"] = new_id
+            self._seen[new_id] = self._seen.pop(old_id, set())
+            self._written[new_id] = self._written.pop(old_id, set())
             conv.setdefault("local_id", old_id)
             self.save(conv, index=False)
             with contextlib.suppress(FileNotFoundError):
@@ -261,7 +238,7 @@ class Store:
                     os.unlink(self.last_path)
 
     def last(self, *, strict: bool = False) -> str | None:
-        """The last used conversation; `strict` reports a damaged last.json (else: None)."""
+        """The last used conversation id; strict: a corrupt last.json raises StateError."""
         try:
             data = self._read(self.last_path, "the last-conversation file")
         except StateError:

@@ -149,7 +149,9 @@ def parse_error_body(body: bytes, content_type: str = "") -> tuple[str | None, A
             message = err
             code = data.get("code")
         elif isinstance(err, dict):
-            message = err.get("message") or err.get("msg") or err.get("detail")
+            detail = err.get("detail")
+            # A list/dict `detail` (FastAPI validation errors) is read below, not dumped as JSON.
+            message = err.get("message") or err.get("msg") or (detail if isinstance(detail, str) else None)
             code = err.get("code") if err.get("code") is not None else err.get("type")
         if not message:
             message = data.get("message") or data.get("msg")

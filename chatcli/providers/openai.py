@@ -8,16 +8,16 @@ Spec: shared/protocols/openai_compat.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
 import orjson
 
 from chatcli import events as ev
-from chatcli.errors import ProtocolError, ProviderError, RateLimited, TransportError
+from chatcli.errors import NotFound, ProtocolError, ProviderError, RateLimited, TransportError
 from chatcli.providers import _http
-from chatcli.providers.base import Provider, Turn
+from chatcli.providers.base import Provider, Turn, WireHook
 from chatcli.sse import iter_sse
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
@@ -36,7 +36,8 @@ def _in_stream_error(err: Any) -> ProviderError:
     if extra:
         text += f" ({', '.join(extra)})"
     if str(code) == "429" or kind in ("rate_limit_error", "throttling_error"):
-        return RateLimited(text, status=None)
+        # Retryable: run.py retries it only before the first answer byte; a script may retry later.
+        return RateLimited(text, status=None, retryable=True)
     return ProviderError(text, status=None)
 
 
@@ -46,6 +47,7 @@ class OpenAIDecoder:
     def __init__(self) -> None:
         self.finish_reason: str | None = None
         self.done = False
+        self.chunks = 0
         self.usage: dict[str, Any] | None = None
         self.message_id: str | None = None
         self.model: str | None = None
@@ -69,6 +71,7 @@ class OpenAIDecoder:
             raise ProtocolError(f"openai: malformed JSON in the stream: {data[:120]!r}") from None
         if not isinstance(chunk, dict):
             raise ProtocolError(f"openai: unexpected stream data: {data[:120]!r}")
+        self.chunks += 1
         if chunk.get("error"):
             raise _in_stream_error(chunk["error"])
         if self.message_id is None and isinstance(chunk.get("id"), str):
@@ -130,10 +133,59 @@ class OpenAIDecoder:
         if self.usage:
             yield usage_event(self.usage)
         if not self.done and self.finish_reason is None:
+            if not self.chunks:
+                # llama-cpp-python does this when the prompt does not fit its context: 200, no data.
+                raise TransportError("openai: the server ended the stream without sending anything "
+                                     "(its log may say why, e.g. a prompt longer than its context)",
+                                     retryable=False)
             raise TransportError("openai: the stream ended before the answer was complete", retryable=False)
         # The server's completion id (chatcmpl-...) is not unique across turns on every
         # server, so the answer gets a local message id (Done.message_id None).
         yield ev.Done(finish_reason=map_finish(self.finish_reason))
+
+
+def _line_error(line: str) -> Any:
+    """The error a non-SSE line carries, or None.
+
+    Old llama.cpp servers write `error: {...}` lines that SSE parsers drop (spec §6.2, rule 3);
+    some proxies answer `text/event-stream` with a bare JSON error body (no `data:`).
+    """
+    if line.startswith("error:"):
+        payload = line[6:].strip()
+        try:
+            return orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return payload or "unknown error"
+    if line.startswith("{"):
+        try:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(data, dict) and data.get("error"):
+            return data["error"]
+    return None
+
+
+def iter_events(texts: Iterable[str], decoder: OpenAIDecoder, wire: WireHook | None = None) -> Iterator[ev.Event]:
+    """SSE text chunks (split anywhere) -> events, until `[DONE]` or the end of the text.
+
+    Pure: the provider feeds it `response.iter_text()`, tests feed it any split.
+    The caller ends with `decoder.finish()`.
+    """
+
+    def on_line(line: str) -> None:
+        err = _line_error(line)
+        if err is not None:
+            if wire is not None:
+                wire("error", err)
+            raise _in_stream_error(err)
+
+    for sse in iter_sse(texts, on_line=on_line):
+        if wire is not None:
+            wire(sse.event if sse.event != "message" else None, _parsed(sse.data))
+        yield from decoder.feed(sse.data)
+        if decoder.done:
+            break
 
 
 def map_finish(reason: str | None) -> str:
@@ -206,8 +258,11 @@ class OpenAICompatible(Provider):
 
     def stream(self, turn: Turn) -> Iterator[ev.Event]:
         model = self._model()
+        # The system prompt belongs to the conversation: `continue` without --system keeps
+        # the one given to `ask` (kept in the cursor; the server keeps no state).
+        system = turn.system if turn.system is not None else turn.cursor.get("system")
         body: dict[str, Any] = {
-            "messages": build_messages(turn, turn.system),
+            "messages": build_messages(turn, system),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -221,34 +276,33 @@ class OpenAICompatible(Provider):
         with _http.mapped(what):
             with self.client.stream("POST", "chat/completions", content=orjson.dumps(body),
                                     headers={"Content-Type": "application/json"}) as response:
-                _http.raise_for_response(response, provider="openai")
+                _http.raise_for_response(response, provider="openai", classify=self._classify)
                 yield ev.Start(provider="openai", model=model)
+                meta: dict[str, Any] = {"model": model} if model else {}
+                if turn.system is not None:
+                    meta["cursor"] = {"system": turn.system}
+                if meta:
+                    # The model asked for (not the chunks' dated/path name) is what `continue` resends.
+                    yield ev.Meta(data=meta)
                 ctype = response.headers.get("content-type", "")
                 if "text/event-stream" not in ctype:
                     yield from self._non_stream(response, ctype, decoder)
                     return
-                wire = turn.wire
-
-                def on_line(line: str) -> None:
-                    # Old llama.cpp servers send `error: {...}` lines that SSE parsers drop.
-                    if line.startswith("error:"):
-                        payload = line[6:].strip()
-                        try:
-                            err: Any = orjson.loads(payload)
-                        except orjson.JSONDecodeError:
-                            err = payload
-                        if wire is not None:
-                            wire("error", err)
-                        raise _in_stream_error(err)
-
-                for sse in iter_sse(response.iter_text(), on_line=on_line):
-                    if wire is not None:
-                        wire(sse.event if sse.event != "message" else None, _parsed(sse.data))
-                    yield from decoder.feed(sse.data)
-                    if decoder.done:
-                        break
+                yield from iter_events(response.iter_text(), decoder, turn.wire)
         yield ev.Meta(data={"model": decoder.model} if decoder.model else {})
         yield from decoder.finish()
+
+    def _classify(self, status: int, code: Any, data: Any, message: str | None) -> Exception | None:
+        """404: name the likely cause -- an unknown model, or a base URL missing its /v1."""
+        if status != 404:
+            return None
+        shown = "openai: HTTP 404" + (f": {message}" if message else "")
+        if code not in (None, "", 404, "404") and message and str(code) not in message:
+            shown += f" ({code})"
+        if "model" in (message or "").lower():
+            return NotFound(shown, status=404, hint="check --model; the server lists its models at GET .../models")
+        return NotFound(shown, status=404, hint=f"check --base-url ({self.settings.base_url}): "
+                                                "OpenAI-compatible servers usually answer under .../v1")
 
     def _non_stream(self, response: httpx.Response, ctype: str, decoder: OpenAIDecoder) -> Iterator[ev.Event]:
         """A server that ignored `stream: true` and answered one JSON body."""
