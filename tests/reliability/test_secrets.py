@@ -30,12 +30,23 @@ def _reflect_auth(w, ex):
     ex.send(401, body, {"WWW-Authenticate": f'Bearer realm="{w.token}"'}, ctype)
 
 
+def _with_field(frame: bytes, key: str, value: str) -> bytes:
+    """The frame with one more key in its JSON data (the answer text left alone)."""
+    import json
+
+    head, data = frame.split(b"data:", 1)
+    obj = json.loads(data)
+    obj[key] = value
+    return head + b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
 def _reflect_in_stream(w, ex):
-    """The token inside wire events (as in a ChatGPT wss_url ...?access_token=)."""
+    """The token inside wire events, outside the answer text (as in a ChatGPT
+    `wss_url ...?access_token=`): --raw shows wire events, so it must redact them."""
     ex.start(200)
     ex.write(w.preamble())
-    ex.write(w.delta("see https://h/x?access_token=" + w.token))
-    ex.write(w.ending("see https://h/x?access_token=" + w.token))
+    ex.write(_with_field(w.delta("fine"), "debug_url", "https://h/x?access_token=" + w.token))
+    ex.write(w.ending("fine"))
 
 
 FAULTS["reflect_auth"] = _reflect_auth
