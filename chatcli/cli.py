@@ -252,7 +252,7 @@ def _app():  # type: ignore[no-untyped-def]
             if cid:
                 return historycmd.show_conversation(cid, jsonl=jsonl, remote=remote)
             if remote:
-                raise UsageError("--remote needs a conversation ID")
+                return historycmd.list_remote(jsonl=jsonl, provider=provider, limit=limit)
             return historycmd.list_conversations(jsonl=jsonl, limit=limit, provider=provider, search=search)
 
         raise typer.Exit(guard(go))

@@ -163,6 +163,44 @@ def _provider_for(conv: dict[str, Any]) -> Any:
     return providers.load(settings.provider)(settings)
 
 
+def list_remote(*, jsonl: bool, provider: str | None, limit: int | None = None) -> int:
+    """`history --remote` without an ID: the provider's own conversation list."""
+    from chatcli import providers
+
+    settings, _ = resolve(Options(provider=provider))
+    impl = providers.load(settings.provider)(settings)
+    try:
+        lister = getattr(impl, "remote_conversations", None)
+        convs = lister() if lister is not None else []
+    finally:
+        impl.close()
+    if limit is not None:
+        convs = convs[:limit]
+    store = st.Store(state_dir())
+    known = {c["conversation_id"] for c in store.list()}
+    if jsonl:
+        for c in convs:
+            _line({"conversation_id": c.get("conversation_id"), "provider": settings.provider,
+                   "title": c.get("title"), "model": c.get("model"), "created_at": c.get("created_at"),
+                   "updated_at": c.get("updated_at"), "messages": c.get("messages"),
+                   "local": c.get("conversation_id") in known})
+        sys.stdout.flush()
+        return 0
+    if not convs:
+        print(f"chatcli: {settings.provider} lists no conversations", file=sys.stderr)
+        return 0
+    style = Style(use_color(sys.stdout))
+    width = max(len(str(c.get("conversation_id"))) for c in convs)
+    for c in convs:
+        cid = str(c.get("conversation_id"))
+        mark = " " if cid in known else "*"
+        title = " ".join(str(c.get("title") or "").split())
+        sys.stdout.write(f"{style.bold(cid.ljust(width))} {mark} {style.dim(_when(c.get('updated_at')).ljust(16))}  {title}".rstrip() + "\n")
+    if any(str(c.get("conversation_id")) not in known for c in convs):
+        print("chatcli: * = only on the provider, not in the local history", file=sys.stderr)
+    return 0
+
+
 def _remote_call(conv: dict[str, Any], hook: str, what: str, *args: Any) -> Any:
     """Call an optional provider hook on the conversation's remote id (UsageError when impossible)."""
     from chatcli import providers

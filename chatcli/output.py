@@ -305,13 +305,17 @@ def _short(value: Any, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Delta has only `text` (and `type`): its JSON object is built directly, not via to_dict.
+_PLAIN_DELTA = tuple(ev.Delta.__dataclass_fields__) == ("text", "type")
+
+
 class JsonlWriter(Writer):
     def __init__(self, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
         super().__init__(stdout, stderr)
         self.buffer = getattr(self.out, "buffer", None)
 
     def _line(self, obj: Any) -> None:
-        data = orjson.dumps(obj) + b"\n"
+        data = orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
         if self.buffer is not None:
             self.buffer.write(data)
             self.buffer.flush()
@@ -322,8 +326,12 @@ class JsonlWriter(Writer):
     started = False
 
     def event(self, event: ev.Event) -> None:
-        if event.type != "meta":
-            self.started = self.started or event.type == "start"
+        kind = event.type
+        if kind == "delta" and _PLAIN_DELTA:  # the hot path: one per token
+            self._line({"type": "delta", "text": event.text})  # type: ignore[union-attr]
+        elif kind != "meta":
+            if kind == "start":
+                self.started = True
             self._line(ev.to_dict(event))
 
     def error(self, event: ev.Error, hint: str | None = None) -> None:

@@ -24,7 +24,8 @@ from chatcli.config import Options, Settings, resolve, state_dir
 from chatcli.errors import AuthError, ChatCliError, Stopped, UsageError, redact
 from chatcli.output import Writer, make_writer
 
-# Seconds between checkpoints of a partial answer (a SIGKILL loses at most this much).
+# Seconds between checkpoints of a partial answer (a SIGKILL loses about this much; more
+# when checkpoints are slow, see _checkpoint).
 CHECKPOINT_SECONDS = 1.0
 # Longest Retry-After honoured, and the total time retries may add.
 RETRY_AFTER_CAP = 30.0
@@ -125,7 +126,7 @@ class _Turn:
         self.req = req
         self.writer = writer
         self.store = st.Store(state_dir())
-        self.text = ""
+        self._parts: list[str] = []  # the answer so far, in pieces: see `text`
         self.answer_started = False
         # The service has recorded this turn (it told us the conversation/message id or a
         # stop handle): asking again would put the question twice in the remote conversation.
@@ -139,6 +140,15 @@ class _Turn:
         self.answer_id: str | None = None
         self.last_checkpoint = 0.0
         self.checkpoint_id: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer so far. Kept as a list of pieces and joined only when read (checkpoints,
+        the end): `+=` on an attribute copies the whole string every time, which made a 10 MB
+        answer in 10,000 pieces take 11 s of CPU (tests/bench/run.py)."""
+        if len(self._parts) != 1:
+            self._parts = ["".join(self._parts)]
+        return self._parts[0]
 
     # ----- set-up ----------------------------------------------------------------
 
@@ -168,6 +178,7 @@ class _Turn:
 
     def _run(self, provider: Any, settings: Settings, conv: dict[str, Any] | None) -> int:
         parent_id: str | None = None
+        is_new = conv is None
         if conv is not None:
             if self.req.parent:
                 parent_id = st.find_message(conv, self.req.parent)["message_id"]
@@ -214,11 +225,18 @@ class _Turn:
         if conv.get("title") is None:
             conv["title"] = _title_from(self.req.prompt)
         with _Interrupts() as self.interrupts:
-            return self._record_and_stream(conv, settings, provider, turn, now)
+            return self._record_and_stream(conv, settings, provider, turn, now, is_new)
 
     def _record_and_stream(self, conv: dict[str, Any], settings: Settings, provider: Any, turn: Any,
-                           now: str) -> int:
-        self.store.save(conv, last=True)
+                           now: str, is_new: bool) -> int:
+        # The prompt is user data: its conversation file is fsynced before anything is sent.
+        # The index and last.json are derived or recoverable, so they are written atomically
+        # now and fsynced at the first checkpoint (each fsync costs ~10 ms here, before the
+        # first byte). A conversation already in the index gets its new summary with the
+        # final save only: rewriting the whole index (2.5 MB with 10,000 conversations)
+        # twice per turn made `continue` cost 1.3x as much as with 10 (tests/bench/run.py).
+        self.store.save(conv, index=is_new, last=True, durable=True, derived_durable=False)
+        self.synced = False
         self.record = {
             "pid": os.getpid(),
             "proc_start": st.proc_start_time(os.getpid()),
@@ -322,7 +340,7 @@ class _Turn:
         if kind == "delta":
             if not self.start_written:
                 self._ensure_start()
-            self.text += event.text  # type: ignore[union-attr]
+            self._parts.append(event.text)  # type: ignore[union-attr]
             self.answer_started = True
             self.writer.event(event)
             if time.monotonic() - self.last_checkpoint > CHECKPOINT_SECONDS:
@@ -355,7 +373,7 @@ class _Turn:
                 self.answer_id = event.message_id  # type: ignore[union-attr]
             return
         if kind == "replace":
-            self.text = event.text  # type: ignore[union-attr]
+            self._parts = [event.text]  # type: ignore[union-attr]
             self.answer_started = True
         elif kind == "reasoning":
             self.reasoning.append(event.text)  # type: ignore[union-attr]
@@ -430,13 +448,22 @@ class _Turn:
         conv["updated_at"] = msg["created_at"]
 
     def _checkpoint(self) -> None:
-        self.last_checkpoint = time.monotonic()
+        started = time.monotonic()
         msg = self._assistant_message("failed", error="interrupted before the answer was complete", _checkpoint=True)
         self._put_answer(msg)
         try:
             self.store.save(self.conv, index=False)
+            if not self.synced:  # the index and last.json of the save before streaming
+                self.store.sync()
+                self.synced = True
         except ChatCliError as exc:
             self.writer.warn(exc.message)
+        # Counted from the end of this checkpoint, plus 9x its duration: a checkpoint that
+        # takes longer than CHECKPOINT_SECONDS (a 10 MB answer, a busy disk) must not start
+        # the next one at once. Before, every delta then rewrote the whole answer (20 s of
+        # checkpoints for a 10 MB answer in tests/bench/run.py); now at most ~10% of the time.
+        ended = time.monotonic()
+        self.last_checkpoint = ended + 9 * (ended - started)
 
     def _finish(self, status: str, *, error: str | None = None, finish_reason: str | None = None) -> None:
         msg = self._assistant_message(status, error=error, finish_reason=finish_reason)

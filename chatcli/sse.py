@@ -12,7 +12,7 @@ import codecs
 from collections.abc import Callable, Iterable, Iterator
 
 from httpx_sse import ServerSentEvent
-from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+from httpx_sse._decoders import SSELineDecoder
 
 __all__ = ["ServerSentEvent", "iter_sse", "iter_text"]
 
@@ -39,19 +39,51 @@ def iter_sse(
     `on_line` sees every line before framing, for providers that send non-SSE lines
     (old llama.cpp servers write `error: {...}`). An event not closed by a blank line
     before the end of the stream is dropped, as the SSE specification says.
+
+    Lines come from httpx-sse's SSELineDecoder; the field parsing is httpx-sse's
+    SSEDecoder.decode inlined (same rules, same quirks: `id` is not reset, so a blank line
+    after one dispatches), with a fast path for `data: ` lines. That per-line method call
+    was the largest cost of framing (tests/bench/run.py); tests/test_sse_fastpath.py checks
+    both give the same events for any input and any split.
     """
     lines = SSELineDecoder()
-    decoder = SSEDecoder()
-    for text in texts:
-        for line in lines.decode(text):
+    event = ""
+    data: list[str] = []
+    last_id = ""
+    retry: int | None = None
+    for batch in _line_batches(texts, lines):
+        for line in batch:
             if on_line is not None:
                 on_line(line)
-            sse = decoder.decode(line)
-            if sse is not None:
-                yield sse
-    for line in lines.flush():
-        if on_line is not None:
-            on_line(line)
-        sse = decoder.decode(line)
-        if sse is not None:
-            yield sse
+            if not line:
+                if event or data or last_id or retry is not None:
+                    yield ServerSentEvent(event=event, data="\n".join(data), id=last_id, retry=retry)
+                    event, data, retry = "", [], None
+                continue
+            if line[:6] == "data: ":
+                data.append(line[6:])
+                continue
+            if line[0] == ":":
+                continue
+            name, _, value = line.partition(":")
+            if value[:1] == " ":
+                value = value[1:]
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id":
+                if "\0" not in value:
+                    last_id = value
+            elif name == "retry":
+                try:
+                    retry = int(value)
+                except (TypeError, ValueError):
+                    pass
+
+
+def _line_batches(texts: Iterable[str], lines: SSELineDecoder) -> Iterator[list[str]]:
+    for text in texts:
+        if text:
+            yield lines.decode(text)
+    yield lines.flush()

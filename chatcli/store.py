@@ -102,8 +102,8 @@ class Store:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
-    def _write(self, path: Path, data: Any) -> None:
-        """Atomic replace: temporary file, fsync, rename (caller holds the lock)."""
+    def _write(self, path: Path, data: Any, *, durable: bool = True) -> None:
+        """Atomic replace: temporary file, fsync (unless not `durable`), rename (caller holds the lock)."""
         payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 if path.name != "index.json" else 0)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
@@ -113,7 +113,8 @@ class Store:
                 while view:
                     n = os.write(fd, view)
                     view = view[n:]
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             os.replace(tmp, path)
@@ -164,19 +165,42 @@ class Store:
         self._seen[cid] = {m.get("message_id") for m in data.get("messages") or () if isinstance(m, dict)}
         return data
 
-    def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False) -> None:
-        """Write a conversation (and its index entry, and last.json when asked)."""
+    def save(self, conv: dict[str, Any], *, index: bool = True, last: bool = False, durable: bool = True,
+             derived_durable: bool | None = None) -> None:
+        """Write a conversation (and its index entry, and last.json when asked).
+
+        `durable=False` skips the fsyncs (still atomic; safe against a killed process, not
+        against an OS crash): for a save that a durable one follows shortly.
+        `derived_durable=False` fsyncs the conversation file but not the index and last.json
+        (both derived or recoverable); `sync()` makes them durable later.
+        """
+        derived = durable if derived_durable is None else derived_durable
         conv["version"] = VERSION
         with self.locked():
             self._merge(conv)
-            self._write(self.path_for(conv["conversation_id"]), conv)
+            self._write(self.path_for(conv["conversation_id"]), conv, durable=durable)
             seen = self._seen.get(conv["conversation_id"], set())
             self._written.setdefault(conv["conversation_id"], set()).update(
                 m["message_id"] for m in conv["messages"] if m["message_id"] not in seen)
             if index:
-                self._update_index({conv["conversation_id"]: summary(conv)})
+                self._update_index({conv["conversation_id"]: summary(conv)}, durable=derived)
             if last:
-                self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]})
+                self._write(self.last_path, {"version": VERSION, "conversation_id": conv["conversation_id"]},
+                            durable=derived)
+
+    def sync(self) -> None:
+        """fsync the index and last.json as they are now (after a save with durable=False)."""
+        for path in (self.index_path, self.last_path):
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def _merge(self, conv: dict[str, Any]) -> None:
         """Apply this process's changes on top of the file as it is now (caller holds the lock).
@@ -285,13 +309,14 @@ class Store:
             self._write(self.index_path, {"version": VERSION, "conversations": convs})
         return convs
 
-    def _update_index(self, entries: dict[str, dict[str, Any]], remove: tuple[str, ...] = ()) -> None:
+    def _update_index(self, entries: dict[str, dict[str, Any]], remove: tuple[str, ...] = (), *,
+                      durable: bool = True) -> None:
         with self.locked():
             convs = self._load_index()
             for cid in remove:
                 convs.pop(cid, None)
             convs.update(entries)
-            self._write(self.index_path, {"version": VERSION, "conversations": convs})
+            self._write(self.index_path, {"version": VERSION, "conversations": convs}, durable=durable)
 
     def list(self) -> list[dict[str, Any]]:
         """Summaries, most recently used first."""
@@ -318,8 +343,11 @@ class Store:
 
     def add_inflight(self, record: dict[str, Any]) -> None:
         record["version"] = VERSION
+        # Not fsynced (~10 ms before the first byte of every answer): the record describes a
+        # live process, so after a crash that could lose it there is no process to stop, and
+        # a torn record is skipped by inflight(). The rename still makes it atomic.
         with self.locked():
-            self._write(self.inflight_dir / f"{record['pid']}.json", record)
+            self._write(self.inflight_dir / f"{record['pid']}.json", record, durable=False)
 
     def remove_inflight(self, pid: int) -> None:
         with self.locked(), contextlib.suppress(FileNotFoundError):

@@ -5,6 +5,7 @@ exit codes, plus in-process checks of socket clean-up."""
 from __future__ import annotations
 
 import json
+import threading
 import os
 import time
 from pathlib import Path
@@ -318,12 +319,18 @@ def test_stop_from_another_process(cli, chatgpt, home, websocket):
                 pass
         return False
 
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, b"")), daemon=True)
+    reader.start()
     try:
         assert chatgpt.srv.wait_for(has_handle, timeout=20)
-        time.sleep(0.3)  # some text is out
+        # Stop once some answer text is out (read from the owner's own stdout, not a sleep).
+        assert chatgpt.srv.wait_for(lambda: any(b'"delta"' in x for x in list(lines)), timeout=20)
         r = cli("stop")
         assert r.code == 0, r
-        out, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        reader.join(timeout=10)
+        out, err = b"".join(lines), proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -332,7 +339,7 @@ def test_stop_from_another_process(cli, chatgpt, home, websocket):
     events = [json.loads(line) for line in out.decode().splitlines()]
     assert events[-1]["type"] == "done" and events[-1]["finish_reason"] == "stopped"
     partial = events[-1]["text"]
-    assert partial and partial == deltas(events) and partial != chatgpt.answer
+    assert partial and partial == deltas(events) and partial != chatgpt.answer, (err, events)
     body = chatgpt.sent[0]
     cid = next(iter(chatgpt.conversations))
     handle = {"conversation_id": cid, "websocket_request_id": body["websocket_request_id"]}

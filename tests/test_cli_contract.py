@@ -484,7 +484,8 @@ def test_history_list_show_and_jsonl(cli, fake, home):
         assert list(m)[:6] == ["message_id", "parent_id", "role", "text", "created_at", "status"]
     assert msgs[0]["parent_id"] is None and msgs[1]["parent_id"] == msgs[0]["message_id"]
     r = cli("history")
-    assert r.code == 0 and first in r.stdout and "second question" in r.stdout
+    # The list shows the shortest unique id prefix (at least 8 characters).
+    assert r.code == 0 and r.stdout.splitlines()[0].startswith(first[:8]) and "second question" in r.stdout
     r = cli("history", first)
     assert r.code == 0 and "follow-up answer" in r.stdout
     r = cli("history", "nosuch")

@@ -487,6 +487,25 @@ def test_remote_conversations_pages(dify, monkeypatch):
     assert len([q for q in dify.srv.requests if q.path == "/v1/conversations"]) == 3
 
 
+def test_history_remote_without_id_lists_the_providers_conversations(cli, dify):
+    r = ask(cli, dify, "--jsonl", "known locally")
+    local = r.events[0]["conversation_id"]
+    for i in range(3):
+        dify.record(Ids(), f"only remote {i}", "a")
+    env = dify.env(DIFY_BASE_URL=dify.url)
+    h = cli("history", "--remote", "-p", "dify", "--jsonl", env=env)
+    assert h.code == 0, h
+    rows = [json.loads(x) for x in h.stdout.splitlines()]
+    assert len(rows) == 4 and {r["provider"] for r in rows} == {"dify"}
+    assert [r["local"] for r in rows if r["conversation_id"] == local] == [True]
+    assert sum(not r["local"] for r in rows) == 3
+    assert list(rows[0])[:7] == ["conversation_id", "provider", "title", "model", "created_at", "updated_at",
+                                 "messages"]
+    text = cli("history", "--remote", "-p", "dify", env=env)
+    assert text.code == 0 and local in text.stdout and "only on the provider" in text.stderr
+    assert KEY not in text.stdout + text.stderr + h.stdout + h.stderr
+
+
 def test_the_key_never_appears_in_output_or_state(cli, dify, home):
     outputs = []
     dify.suggested = ["more?"]

@@ -131,7 +131,6 @@ def test_delete(hist: Inproc, home: Path) -> None:
     (["c0000000", "--delete", "--rename", "x"], "exclude each other"),
     (["c", "--delete"], "ambiguous"),
     (["nope", "--delete"], "no conversation matches"),
-    (["--remote"], "--remote needs a conversation ID"),
 ])
 def test_usage_errors(hist: Inproc, home: Path, args: list[str], message: str) -> None:
     seed(home, 2)

@@ -82,7 +82,8 @@ def test_render_excludes_machine_output(cli: Any, server: LoopbackServer, other:
     assert "--render goes with text output" in r.stderr
     assert not server.requests
     if other == "--jsonl":
-        assert [e["type"] for e in r.events] == ["error"] and r.events[0]["code"] == "config"
+        # CONTRACT: `start` is the first line, always; then the one terminal event.
+        assert [e["type"] for e in r.events] == ["start", "error"] and r.events[-1]["code"] == "config"
     else:
         assert r.stdout == ""
 

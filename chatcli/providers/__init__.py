@@ -7,6 +7,7 @@ nothing here is imported by `--help`, `--version`, `history` or `stop` unless ne
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING
 
 from chatcli.errors import ConfigError
@@ -24,6 +25,13 @@ PROVIDERS: dict[str, str] = {
 }
 
 NAMES = tuple(PROVIDERS)
+
+# httpx's __init__ imports its optional command-line tool, httpx._main, which imports rich
+# (installed with typer) before it finds click missing: ~20 ms of every `ask` spent on a
+# module chatcli never uses. A None entry makes that import fail at once, and httpx then
+# defines its stub `main` (httpx/__init__.py: `except ImportError`). Provider modules are
+# submodules of this package, so this runs before any of them imports httpx.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 
 
 def load(name: str) -> type[Provider]:

@@ -62,7 +62,8 @@ class OpenAIDecoder:
             raise ProtocolError(f"openai: unexpected stream data ({type(exc).__name__}): {data[:120]!r}") from None
 
     def _feed(self, data: str) -> Iterator[ev.Event]:
-        if data[:6] == "[DONE]" or data.strip() == "[DONE]":
+        # (strip() only when it can matter: it copied every chunk)
+        if data[:6] == "[DONE]" or (data[:1].isspace() and data.strip() == "[DONE]"):
             self.done = True
             return
         try:
