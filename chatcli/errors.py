@@ -22,6 +22,10 @@ from __future__ import annotations
 import re
 
 _SECRET_PATTERNS = [
+    # Authorization / API-key header values of any scheme (Basic, Token, Bearer ...), as
+    # header lines, JSON or repr'd dicts
+    (re.compile(r"""((?<![A-Za-z0-9-])(?:proxy-)?(?:authorization|x-api-key|api-key)["']?\s*[:=]\s*["']?)"""
+                r"""(?:(?:bearer|basic|token|digest)\s+)?[^\s"',;}&]+""", re.I), r"\1[REDACTED]"),
     # access_token=... in URLs (ChatGPT wss_url), and similar query parameters
     (re.compile(r"((?<![A-Za-z0-9])(?:access_token|token|api_key|apikey|sig|signature)=)[^&\s\"']+", re.I), r"\1[REDACTED]"),
     # Authorization: Bearer xxx / Bearer xxx

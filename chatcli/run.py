@@ -21,7 +21,7 @@ from typing import Any
 from chatcli import events as ev
 from chatcli import store as st
 from chatcli.config import Options, Settings, resolve, state_dir
-from chatcli.errors import ChatCliError, Stopped, UsageError, redact
+from chatcli.errors import AuthError, ChatCliError, Stopped, UsageError, redact
 from chatcli.output import Writer, make_writer
 
 # Seconds between checkpoints of a partial answer (a SIGKILL loses about this much; more
@@ -44,12 +44,20 @@ class TurnRequest:
 
 
 class _Interrupts:
-    """SIGTERM (and SIGINT) raise Stopped in the main thread, except after the end."""
+    """SIGTERM (and SIGINT) raise Stopped in the main thread while armed (streaming).
+
+    Installed before the turn's first state write, so a `chatcli stop` (which only finds
+    processes with an in-flight record) never meets the default action that would kill
+    the process mid-turn: before streaming a signal is remembered and `arm()` raises it.
+    After the end signals are ignored (SIG_IGN: a Python handler would be reset to the
+    default action during interpreter shutdown), so a late or repeated signal cannot turn
+    an outcome already saved and printed into a death by signal. The turn is the last
+    thing a `chatcli ask/continue` process does.
+    """
 
     def __init__(self) -> None:
         self.armed = False
         self.signum: int | None = None
-        self._old: dict[int, Any] = {}
 
     def _handler(self, signum: int, frame: Any) -> None:
         self.signum = signum
@@ -57,16 +65,20 @@ class _Interrupts:
             self.armed = False
             raise Stopped("interrupted" if signum == signal.SIGINT else "stopped")
 
+    def arm(self) -> None:
+        if self.signum is not None:
+            raise Stopped("interrupted" if self.signum == signal.SIGINT else "stopped")
+        self.armed = True
+
     def __enter__(self) -> _Interrupts:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handler)
-        self.armed = True
+            signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.armed = False
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _error_event(exc: ChatCliError) -> ev.Error:
@@ -116,6 +128,9 @@ class _Turn:
         self.store = st.Store(state_dir())
         self._parts: list[str] = []  # the answer so far, in pieces: see `text`
         self.answer_started = False
+        # The service has recorded this turn (it told us the conversation/message id or a
+        # stop handle): asking again would put the question twice in the remote conversation.
+        self.accepted = False
         self.start_written = False
         self.reasoning: list[str] = []
         self.tools: list[dict[str, Any]] = []
@@ -209,6 +224,11 @@ class _Turn:
         conv["updated_at"] = now
         if conv.get("title") is None:
             conv["title"] = _title_from(self.req.prompt)
+        with _Interrupts() as self.interrupts:
+            return self._record_and_stream(conv, settings, provider, turn, now, is_new)
+
+    def _record_and_stream(self, conv: dict[str, Any], settings: Settings, provider: Any, turn: Any,
+                           now: str, is_new: bool) -> int:
         # The prompt is user data: its conversation file is fsynced before anything is sent.
         # The index and last.json are derived or recoverable, so they are written atomically
         # now and fsynced at the first checkpoint (each fsync costs ~10 ms here, before the
@@ -242,63 +262,65 @@ class _Turn:
     def _stream(self, provider: Any, turn: Any, settings: Settings) -> int:
         attempt = 0
         deadline = time.monotonic() + RETRY_DEADLINE
-        with _Interrupts() as interrupts:
-            try:
-                while True:
-                    try:
-                        for event in provider.stream(turn):
-                            self._handle(event)
-                        break
-                    except ChatCliError as exc:
-                        delay = self._retry_delay(exc, attempt, settings, deadline)
-                        if delay is None:
-                            raise
-                        attempt += 1
-                        self.writer.warn(
-                            f"{exc.message}; retrying in {delay:.1f}s (attempt {attempt + 1} of {settings.retries + 1})"
-                        )
-                        time.sleep(delay)
-                interrupts.armed = False
-            except Stopped as stop:
-                interrupts.armed = False
-                return self._stopped(stop)
-            except KeyboardInterrupt:
-                interrupts.armed = False
-                return self._stopped(Stopped("interrupted"))
-            except ChatCliError as exc:
-                interrupts.armed = False
-                self._finish("failed", error=exc.message)
-                self._ensure_start()
-                self.writer.error(_error_event(exc), exc.hint)
-                return exc.exit_code
-            except BrokenPipeError:
-                interrupts.armed = False
-                self._finish("stopped", error="the reader of stdout went away")
-                _silence_stdout()
-                return 141
-            except Exception as exc:
-                interrupts.armed = False
-                self._finish("failed", error=f"internal error: {type(exc).__name__}")
-                raise
-            # Still inside: a SIGTERM/SIGINT while the answer is saved is ignored (disarmed), not fatal.
-            if self.done is None:
-                # A provider that ended without Done: its stream was cut off.
-                from chatcli.errors import TransportError
+        interrupts = self.interrupts
+        try:
+            interrupts.arm()
+            while True:
+                try:
+                    for event in provider.stream(turn):
+                        self._handle(event)
+                    break
+                except ChatCliError as exc:
+                    delay = self._retry_delay(exc, attempt, settings, deadline)
+                    if delay is None:
+                        raise
+                    attempt += 1
+                    self.writer.warn(
+                        f"{exc.message}; retrying in {delay:.1f}s (attempt {attempt + 1} of {settings.retries + 1})"
+                    )
+                    time.sleep(delay)
+            interrupts.armed = False
+        except Stopped as stop:
+            interrupts.armed = False
+            return self._stopped(stop)
+        except KeyboardInterrupt:
+            interrupts.armed = False
+            return self._stopped(Stopped("interrupted"))
+        except ChatCliError as exc:
+            interrupts.armed = False
+            self._finish("failed", error=exc.message)
+            self._ensure_start()
+            self.writer.error(_error_event(exc), exc.hint)
+            return exc.exit_code
+        except BrokenPipeError:
+            interrupts.armed = False
+            self._finish("stopped", error="the reader of stdout went away")
+            _silence_stdout()
+            return 141
+        except Exception as exc:
+            interrupts.armed = False
+            self._finish("failed", error=f"internal error: {type(exc).__name__}")
+            raise
+        if self.done is None:
+            # A provider that ended without Done: its stream was cut off.
+            from chatcli.errors import TransportError
 
-                exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
-                self._finish("failed", error=exc.message)
-                self._ensure_start()
-                self.writer.error(_error_event(exc), exc.hint)
-                return exc.exit_code
-            reason = self.done.finish_reason or "stop"
-            status = "stopped" if reason == "stopped" else "complete"
-            self._finish(status, finish_reason=reason)
-            self.writer.event(self._done_event(reason))
-            return 130 if reason == "stopped" else 0
+            exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
+            self._finish("failed", error=exc.message)
+            self._ensure_start()
+            self.writer.error(_error_event(exc), exc.hint)
+            return exc.exit_code
+        reason = self.done.finish_reason or "stop"
+        status = "stopped" if reason == "stopped" else "complete"
+        self._finish(status, finish_reason=reason)
+        self.writer.event(self._done_event(reason))
+        return 130 if reason == "stopped" else 0
 
     def _retry_delay(self, exc: ChatCliError, attempt: int, settings: Settings, deadline: float) -> float | None:
-        if not exc.retryable or self.answer_started or attempt >= settings.retries:
+        if not exc.retryable or self.answer_started or self.accepted or attempt >= settings.retries:
             return None
+        if isinstance(exc, AuthError) or exc.status in (401, 403):
+            return None  # rejected credentials never get better by asking again
         if exc.retry_after is not None:
             if exc.retry_after > RETRY_AFTER_CAP:
                 return None
@@ -367,6 +389,8 @@ class _Turn:
 
     def _meta(self, data: dict[str, Any]) -> None:
         conv = self.conv
+        if any(data.get(k) for k in ("conversation_id", "message_id", "user_message_id", "stop")):
+            self.accepted = True
         new_id = data.get("conversation_id")
         if new_id and new_id != conv["conversation_id"]:
             conv["remote_id"] = new_id

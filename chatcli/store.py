@@ -220,7 +220,9 @@ class Store:
             return
         seen = self._seen.setdefault(cid, set())
         mine = {m["message_id"]: m for m in conv["messages"] if m["message_id"] not in seen}
-        dropped = self._written.get(cid, set()) - set(mine)
+        # Removed by us: written once, no longer in our copy at all (not only "not mine":
+        # after a second load() our earlier messages count as read, yet they are kept).
+        dropped = self._written.get(cid, set()) - {m["message_id"] for m in conv["messages"]}
         merged: list[dict[str, Any]] = []
         for m in theirs:
             mid = m.get("message_id") if isinstance(m, dict) else None

@@ -21,6 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+# Fails the session if a fake token (sk-SECRET-..., see the module) leaks into any output.
+pytest_plugins = ["reliability.secrets_guard"]
+
 SHARED = Path(os.environ.get("CHATCLI_SHARED", ROOT.parent / "shared"))
 TRANSCRIPTS = SHARED / "transcripts"
 

@@ -55,6 +55,13 @@ class OpenAIDecoder:
         self.tool_calls: dict[int, dict[str, Any]] = {}
 
     def feed(self, data: str) -> Iterator[ev.Event]:
+        try:
+            yield from self._feed(data)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            # Valid JSON of an unexpected shape (found by tests/reliability/test_fuzz.py).
+            raise ProtocolError(f"openai: unexpected stream data ({type(exc).__name__}): {data[:120]!r}") from None
+
+    def _feed(self, data: str) -> Iterator[ev.Event]:
         # (strip() only when it can matter: it copied every chunk)
         if data[:6] == "[DONE]" or (data[:1].isspace() and data.strip() == "[DONE]"):
             self.done = True

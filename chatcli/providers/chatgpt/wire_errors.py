@@ -56,6 +56,11 @@ def classify(status: int, code: Any, data: Any, message: str | None) -> ChatCliE
             return AuthError(f"chatgpt: the request was refused (HTTP 403): {text}",
                              hint="the sentinel check failed; a backend-api proxy as CHATGPT_BASE_URL may help")
         return AuthError(f"chatgpt: access denied (HTTP 403)" + (f": {text}" if text else ""), hint=TOKEN_HINT)
+    if status == 429 and "one message at a time" in text.lower():
+        # chatgpt.md §10: another answer in this account is still being generated. Asking
+        # again at once cannot help: never retried (the rule for "one at a time").
+        return RateLimited(f"chatgpt: {text}", retryable=False,
+                           hint="wait for the other answer to finish, or stop it with `chatcli stop`")
     if status == 429:
         clears = obj.get("clears_in")
         shown = f"chatgpt: rate limited (HTTP 429): {text or 'too many requests'}"
