@@ -4,9 +4,11 @@ reported (exit 7), never silently emptied or overwritten."""
 from __future__ import annotations
 
 import os
+import subprocess
 
 import orjson
 import pytest
+from conftest import require
 
 from reliability import harness
 from reliability.faults import FaultServer
@@ -127,13 +129,27 @@ def test_state_dir_that_cannot_be_created(cli, fs, tmp_path) -> None:
     assert len(harness.error_lines(r.stderr)) == 1 and "Traceback" not in r.stderr, r
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file modes")
+def _make_read_only(path) -> None:
+    """chmod 0500; as root (which ignores modes, e.g. in CI) the ext4 immutable flag instead."""
+    if os.geteuid() != 0:
+        path.chmod(0o500)
+        return
+    done = subprocess.run(["chattr", "+i", str(path)], capture_output=True)
+    require(done.returncode == 0, f"chattr +i (root ignores file modes): {done.stderr.decode().strip()}")
+
+
+def _make_writable(path) -> None:
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+    path.chmod(0o700)
+
+
 def test_read_only_state_dir(cli, fs) -> None:
     cid = _seed(cli, fs)
     conv_dir = cli.home / "conversations"
-    conv_dir.chmod(0o500)
+    _make_read_only(conv_dir)
     try:
         r = harness.run(cli, ["continue", "--cid", cid, *fs.args(), "--jsonl", "again"], env=fs.env())
     finally:
-        conv_dir.chmod(0o700)
+        _make_writable(conv_dir)
     assert r.code == 7, r
