@@ -104,8 +104,17 @@ def _consume(out: Any, sink: list[Any]) -> None:
         sink.extend(out)
 
 
+def _construct(cls: type) -> Any:
+    """The decoder with placeholder strings for required keyword-only arguments (Dify's `user`)."""
+    import inspect
+
+    required = {name: "bench" for name, p in inspect.signature(cls).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
+    return cls(**required)
+
+
 def _decode(cls: type, frames: Iterable[tuple[str | None, str]]) -> list[Any]:
-    decoder = cls()
+    decoder = _construct(cls)
     feed = _feeder(decoder)
     events: list[Any] = []
     for event, data in frames:
