@@ -421,3 +421,171 @@ def test_expired_jwt_is_refused_before_sending():
     wire_errors.check_token(jwt({"exp": 1900000000}), now=1800000000)
     wire_errors.check_token("not-a-jwt")
     wire_errors.check_token("eyJhbGciOiJSUzI1NiJ9.FAKE.SIG")
+
+
+# ----- the v1 fast path (bare appends to parts/0) equals the general path ---------------------
+
+_TP = "/message/content/parts/0"
+_piece = st.sampled_from(["", "a", "bc", " de", "\n", "你好", "🌍", "x" * 40])
+
+
+def _doc(mid, role="assistant", parts=("",), **extra):
+    msg = {"id": mid, "author": {"role": role}, "recipient": "all", "channel": None, "status": "in_progress",
+           "content": {"content_type": "text", "parts": list(parts)}, "metadata": {}}
+    msg.update(extra)
+    return {"message": msg, "conversation_id": "c1", "error": None}
+
+
+_new_doc = st.builds(
+    lambda mid, role, parts, extra, c, explicit: ({"p": "", "o": "add", "v": _doc(mid, role, parts, **extra), "c": c}
+                                                 if explicit else {"v": _doc(mid, role, parts, **extra), "c": c}),
+    st.sampled_from(["a1", "a2", "a3"]), st.sampled_from(["assistant", "assistant", "user", "tool"]),
+    st.sampled_from([("",), ("hi",), ("", "x"), ("pre", {"img": 1})]),
+    st.sampled_from([{}, {"recipient": "browser"}, {"channel": "analysis"}, {"channel": "final"},
+                     {"metadata": {"is_visually_hidden_from_conversation": True}}]),
+    st.integers(0, 3), st.booleans())
+_OTHER_OPS = [
+    {"p": "/message/status", "o": "replace", "v": "finished_successfully"},
+    {"p": "/message/end_turn", "o": "replace", "v": True},
+    {"p": "/message/metadata", "o": "append", "v": {"finish_details": {"type": "max_tokens"}}},
+    {"p": "/message/content/parts", "o": "append", "v": "tail"},
+    {"p": "/message/content/parts/1", "o": "replace", "v": "second"},
+    {"p": "/message/content/parts/0", "o": "remove"},
+    {"p": "/message/content", "o": "replace", "v": {"content_type": "text", "parts": ["new"]}},
+    {"p": "/message/content/content_type", "o": "replace", "v": "code"},
+    {"p": "/message/recipient", "o": "replace", "v": "browser"},
+    {"p": "/message/recipient", "o": "replace", "v": "all"},
+    {"p": "/message/channel", "o": "replace", "v": "analysis"},
+    {"p": "/message/metadata/is_visually_hidden_from_conversation", "o": "replace", "v": True},
+    {"p": "/message/author/role", "o": "replace", "v": "tool"},
+    {"p": "/message/id", "o": "replace", "v": "a9"},
+    {"p": "/conversation_id", "o": "replace", "v": "c2"},
+    {"p": "/message/status", "v": "x"},  # o from the sticky pair
+    {"o": "append", "v": "y"},  # p from the sticky pair
+    {"p": "/message/title", "o": "append", "v": "t"},
+    {"p": "/message/content/content_type", "o": "replace", "v": "multimodal_text"},
+    {"p": "/message/content/content_type", "o": "replace", "v": "thoughts"},
+    {"p": "/message/author", "o": "remove"},
+    {"p": "/message/metadata", "o": "replace", "v": None},
+    {"p": "/message/channel", "o": "replace", "v": "final"},
+    {"p": "/error", "o": "replace", "v": "boom"},
+]
+_other_op = st.sampled_from(_OTHER_OPS)
+_text_op = st.one_of(
+    st.builds(lambda v: {"p": _TP, "o": "append", "v": v}, _piece),
+    st.builds(lambda v: {"p": _TP, "o": "replace", "v": v}, _piece),
+    st.builds(lambda n: {"p": _TP, "o": "truncate", "v": n}, st.integers(0, 12)),
+    st.builds(lambda v: {"p": "/message/content/parts/-1", "o": "append", "v": v}, _piece),
+)
+_patch = st.builds(lambda subs, bare: {"v": subs} if bare else {"p": "", "o": "patch", "v": subs},
+                   st.lists(_text_op | _other_op, min_size=1, max_size=3), st.booleans())
+# A patch that changes something else, then appends text: bare strings continue that append.
+_patch_then_text = st.builds(lambda other, v, bare: ({"v": [other, {"p": _TP, "o": "append", "v": v}]} if bare else
+                                                    {"p": "", "o": "patch", "v": [other, {"p": _TP, "o": "append",
+                                                                                          "v": v}]}),
+                             _other_op, st.sampled_from(["", "z"]), st.booleans())
+_typed = st.sampled_from([
+    {"type": "title_generation", "title": "T", "conversation_id": "c1"},
+    {"type": "server_ste_metadata", "metadata": {"model_slug": "m"}, "conversation_id": "c3"},
+    {"type": "message_marker", "conversation_id": "c1", "marker": "last_token"},
+    {"type": "message_stream_complete", "conversation_id": "c1"},
+])
+_v1_frame = st.one_of(
+    st.builds(lambda v: ("delta", {"v": v}), _piece),  # the fast path's frame (most of all)
+    st.builds(lambda v: ("delta", {"v": v}), _piece),
+    st.builds(lambda v: ("delta", {"v": v}), _piece),
+    st.builds(lambda v, c: ("delta", {"v": v, "c": c}), _piece, st.integers(0, 3)),
+    st.builds(lambda f: ("delta", f), _new_doc),
+    st.builds(lambda f: ("delta", f), _text_op | _other_op),
+    st.builds(lambda f: ("delta", f), _patch),
+    st.builds(lambda f: ("delta", f), _patch_then_text),
+    st.builds(lambda f: (None, f), _typed),
+    st.builds(lambda mid, t: (None, _doc(mid, parts=(t,))), st.sampled_from(["a1", "a2"]), _piece),  # legacy
+    st.just(("delta", {"p": "", "o": "add", "v": {"message": None, "conversation_id": "c1", "error": "boom"},
+                       "c": 2})),
+)
+
+
+def _run_v1(frames, fast):
+    dec = SSEDecoder()
+    out = list(dec.feed("delta_encoding", '"v1"'))
+    dec.v1.fast_path = fast
+    error = None
+    try:
+        for name, frame in frames:
+            out += list(dec.feed(name, json.dumps(frame, ensure_ascii=False)))
+        out += list(dec.feed(None, "[DONE]"))
+        out += list(dec.finish())
+        out.append(dec.state.done())
+    except (ProviderError, IndexError) as exc:  # IndexError: parts/-1 on an empty list (general path)
+        error = f"{type(exc).__name__}: {exc}"
+    return out, error, json.dumps(dec.v1.docs, sort_keys=True), dict(vars(dec.state))
+
+
+# Streams that mostly stream an answer: each disturbing frame is followed by a run of bare appends.
+_bare_run = st.lists(st.builds(lambda v: ("delta", {"v": v}), _piece), max_size=5)
+_v1_stream = st.builds(
+    lambda start, segments: start + [f for frame, run in segments for f in [frame, *run]],
+    st.sampled_from([[], [("delta", {"v": _doc("a1"), "c": 0}), ("delta", {"p": _TP, "o": "append", "v": "Hi"})]]),
+    st.lists(st.tuples(_v1_frame, _bare_run), max_size=12))
+
+
+@settings(max_examples=600, deadline=None)
+@given(_v1_stream)
+def test_v1_fast_path_equals_general_path(frames):
+    fast, general = _run_v1(frames, True), _run_v1(frames, False)
+    assert fast == general
+
+
+def test_v1_fast_path_engages_and_later_ops_see_the_whole_text():
+    dec = SSEDecoder()
+    frames = [("delta_encoding", '"v1"'), ("delta", json.dumps({"v": _doc("a1"), "c": 0})),
+              ("delta", json.dumps({"p": _TP, "o": "append", "v": "Hello"}))]
+    events = [e for name, data in frames for e in dec.feed(name, data)]
+    assert dec.v1._fast is not None  # armed: bare strings now skip the pointer walk
+    for piece in [",", " wor", "ld", "!"]:
+        events += list(dec.feed("delta", json.dumps({"v": piece})))
+    assert [e for e in events if isinstance(e, ev.Delta)] == [ev.Delta(t) for t in ["Hello", ",", " wor", "ld", "!"]]
+    events += list(dec.feed("delta", json.dumps({"p": _TP, "o": "truncate", "v": 5})))  # sees "Hello, world!"
+    assert dec.v1._fast is None
+    assert events[-1] == ev.Replace("Hello")
+    events += list(dec.feed("delta", json.dumps({"p": _TP, "o": "append", "v": " again"})))  # re-arms
+    assert dec.v1._fast is not None
+    events += list(dec.feed("delta", json.dumps({"v": "!"})))
+    assert dec.v1.docs[0]["message"]["content"]["parts"] == ["Hello again!"]
+    assert text(events) == "Hello again!" and dec.state.cur == "Hello again!"
+
+
+_START = [("delta", {"v": _doc("a1"), "c": 0}), ("delta", {"p": _TP, "o": "append", "v": "Hi"}), ("delta", {"v": "!"})]
+_AFTER = [("delta", {"v": "a"}), ("delta", {"v": "b"}), ("delta", {"p": _TP, "o": "truncate", "v": 3}),
+          ("delta", {"p": _TP, "o": "append", "v": "c"}), ("delta", {"v": "d"})]
+
+
+@pytest.mark.parametrize("piece", ["", "z"])
+@pytest.mark.parametrize("op", _OTHER_OPS, ids=lambda op: f"{op.get('o')}:{op.get('p')}")
+def test_v1_fast_path_equals_general_path_after_a_patch_that_changes_the_message(op, piece):
+    # The patch's last sub-op appends to parts/0, so bare strings continue the append (§6.3);
+    # whatever the first sub-op changed must be seen by the next bare frame as on the general path.
+    frames = _START + [("delta", {"p": "", "o": "patch", "v": [op, {"p": _TP, "o": "append", "v": piece}]})] + _AFTER
+    assert _run_v1(frames, True) == _run_v1(frames, False)
+
+
+@pytest.mark.parametrize("frames", [
+    # An empty new message does not end the streaming one: the next bare string goes to it.
+    [("delta", {"v": _doc("a1"), "c": 0}), ("delta", {"p": _TP, "o": "append", "v": ""}),
+     ("delta", {"v": _doc("a2"), "c": 1}), ("delta", {"v": "x"}), ("delta", {"v": "y"})],
+    [*_START, ("delta", {"v": _doc("a2"), "c": 1}), ("delta", {"v": ""}), ("delta", {"v": "x"}), ("delta", {"v": "y"})],
+    # A tool call that becomes the answer (pending tool of the same id).
+    [("delta", {"v": _doc("a1", recipient="browser"), "c": 0}),
+     ("delta", {"v": [{"p": "/message/recipient", "o": "replace", "v": "all"}, {"p": _TP, "o": "append", "v": "q"}]}),
+     ("delta", {"v": "r"}), ("delta", {"v": "s"})],
+    # Text in a second string part: parts/0 is not the end of the text.
+    [*_START, ("delta", {"p": "/message/content/parts/1", "o": "replace", "v": "X"}),
+     ("delta", {"p": _TP, "o": "append", "v": ""}), ("delta", {"v": "y"})],
+    # A typed event or a legacy snapshot in between, another conversation id.
+    [*_START, (None, {"type": "server_ste_metadata", "metadata": {"model_slug": "m"}, "conversation_id": "c9"}),
+     ("delta", {"v": "y"}), (None, _doc("a1", parts=("Hi!y",))), ("delta", {"v": "z"})],
+    [*_START, ("delta", {"v": "x", "c": 0}), ("delta", {"v": "y", "c": 1}), ("delta", {"v": "z"})],
+])
+def test_v1_fast_path_equals_general_path_edge_cases(frames):
+    assert _run_v1(frames, True) == _run_v1(frames, False)

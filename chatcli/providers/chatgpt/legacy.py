@@ -68,15 +68,19 @@ class SSEDecoder:
         return self.state.complete
 
     def feed(self, event: str | None, data: str) -> Iterator[ev.Event]:
-        if self.v1 is None and event in ("delta_encoding", "delta"):
+        # Not a generator itself: the v1 decoder's generator is handed on directly (one
+        # generator layer less per frame on the hot path).
+        v1 = self.v1
+        if v1 is None and event in ("delta_encoding", "delta"):
             from chatcli.providers.chatgpt.v1 import V1Decoder
 
-            self.v1 = V1Decoder(self.state)
+            v1 = self.v1 = V1Decoder(self.state)
             self.encoding = "v1"
-        if self.v1 is not None:
-            yield from self.v1.feed(event, data)
-        else:
-            yield from self.legacy.feed(event, data)
+        if v1 is not None:
+            return v1.feed(event, data)
+        return self.legacy.feed(event, data)
 
     def finish(self) -> Iterator[ev.Event]:
-        yield from self.state.finish()
+        if self.v1 is not None:
+            return self.v1.finish()  # writes the fast path's pending text first
+        return self.state.finish()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from chatcli import events as ev
-from chatcli.providers.chatgpt.answer import AnswerState
+from chatcli.providers.chatgpt.answer import TAIL, AnswerState
 from chatcli.providers.chatgpt.legacy import parse
 
 TEXT_PATH = "/message/content/parts/0"
@@ -125,15 +125,69 @@ def apply(doc: dict[str, Any], path: str, op: str, value: Any) -> dict[str, Any]
 
 
 class V1Decoder:
+    """Spec §6.6. Fast path: once a general frame leaves the current document's visible
+    answer message streaming from `/message/content/parts/0` with the sticky pair resolving
+    bare strings to (TEXT_PATH, append), each following bare `{"v": "..."}` frame is
+    answered without walking the pointer or re-reading the message: its piece is kept in a
+    list (no quadratic string growth) and `Delta(piece)` is emitted, exactly what the
+    general path would emit. Any other frame, `finish()` and `docs` first materialise the
+    text (`flush()`), so everything else sees the same document as without the fast path.
+    """
+
+    fast_path = True  # False: every frame takes the general path (tests compare the two)
+
     def __init__(self, state: AnswerState | None = None) -> None:
         self.state = state or AnswerState()
-        self.docs: dict[int, dict[str, Any]] = {}
+        self._docs: dict[int, dict[str, Any]] = {}
         self.cur = 0
         self.sticky_p: str | None = None
         self.sticky_o: str | None = None
+        # Armed fast path: (the parts list, [parts[0] as armed, pieces appended since]).
+        self._fast: tuple[list[Any], list[str]] | None = None
+
+    @property
+    def docs(self) -> dict[int, dict[str, Any]]:
+        self.flush()
+        return self._docs
+
+    def flush(self) -> None:
+        """Write the pending text pieces into parts[0] (and the answer state); disarm."""
+        fast = self._fast
+        if fast is None:
+            return
+        self._fast = None
+        parts, pieces = fast
+        if len(pieces) > 1:
+            text = "".join(pieces)
+            parts[0] = text
+            state = self.state
+            state.cur = text
+            state.tail = text[max(0, len(text) - TAIL):]
+
+    def finish(self) -> Iterator[ev.Event]:
+        self.flush()
+        yield from self.state.finish()
 
     def feed(self, event: str | None, data: str) -> Iterator[ev.Event]:
         obj = parse(data)
+        fast = self._fast
+        if fast is not None:
+            if type(obj) is dict and len(obj) == 1 and event != "delta_encoding":
+                v = obj.get("v")
+                if type(v) is str:
+                    # == the general path: apply() appends v to parts[0]; AnswerState sees
+                    # the same message with a longer text -> Delta(v) (nothing for "").
+                    self.sticky_p = TEXT_PATH
+                    self.sticky_o = "append"
+                    if v:
+                        fast[1].append(v)
+                        self.state.seen += len(v)
+                        yield ev.Delta(v)
+                    return
+            self.flush()
+        yield from self._feed(event, obj)
+
+    def _feed(self, event: str | None, obj: Any) -> Iterator[ev.Event]:
         if event == "delta_encoding" or isinstance(obj, str):
             if isinstance(obj, str) and obj.strip() == "[DONE]":
                 self.state.complete = True
@@ -150,6 +204,40 @@ class V1Decoder:
                 yield from self.state.document(obj)  # a legacy snapshot in a v1 stream
             return
         yield from self.delta(obj)
+
+    def _arm(self, doc: Any) -> None:
+        """Arm the fast path if a bare string frame now would only append visible text."""
+        if not self.fast_path or (self.sticky_p or TEXT_PATH) != TEXT_PATH or (self.sticky_o or "append") != "append":
+            return
+        state = self.state
+        if not isinstance(doc, dict) or doc.get("error") or state.need_sep or state.pending_tool is not None:
+            return
+        cid = doc.get("conversation_id")
+        if isinstance(cid, str) and cid and cid != state.conversation_id:
+            return
+        msg = doc.get("message")
+        if not isinstance(msg, dict):
+            return
+        mid = msg.get("id")
+        if not isinstance(mid, str) or mid != state.answer_id:
+            return
+        author = msg.get("author")
+        content = msg.get("content")
+        meta = msg.get("metadata") if isinstance(msg.get("metadata"), dict) else {}
+        if (not isinstance(author, dict) or author.get("role") != "assistant" or not isinstance(content, dict)
+                or content.get("content_type") not in ("text", "multimodal_text")
+                or meta.get("is_visually_hidden_from_conversation") or (msg.get("recipient") or "all") != "all"
+                or msg.get("channel") not in (None, "final")):
+            return
+        parts = content.get("parts")
+        if type(parts) is not list or not parts or type(parts[0]) is not str:
+            return
+        if any(isinstance(p, str) for p in parts[1:]):
+            return  # the text is the join of all string parts: appending to parts[0] is no tail append
+        text = parts[0]
+        if state.cur is not text or state.seen != len(text) or state.tail != text[max(0, len(text) - TAIL):]:
+            return
+        self._fast = (parts, [text])
 
     def delta(self, frame: dict[str, Any]) -> Iterator[ev.Event]:
         p, o, v = frame.get("p"), frame.get("o"), frame.get("v")
@@ -172,11 +260,11 @@ class V1Decoder:
             o = self.sticky_o or "replace"
         elif p is None:
             p = self.sticky_p or ""
-        doc = self.docs.get(self.cur)
+        doc = self._docs.get(self.cur)
         if doc is None:
-            doc = self.docs[self.cur] = {}
+            doc = self._docs[self.cur] = {}
         doc = apply(doc, p, o, v)
-        self.docs[self.cur] = doc
+        self._docs[self.cur] = doc
         if o == "patch":
             subs = [s for s in v if isinstance(s, dict) and isinstance(s.get("o"), str)
                     and isinstance(s.get("p", ""), (str, type(None)))] if isinstance(v, list) else []
@@ -187,3 +275,4 @@ class V1Decoder:
         else:
             self.sticky_p, self.sticky_o = p, o
         yield from self.state.document(doc)
+        self._arm(doc)
