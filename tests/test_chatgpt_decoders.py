@@ -517,7 +517,7 @@ def _run_v1(frames, fast):
         out += list(dec.feed(None, "[DONE]"))
         out += list(dec.finish())
         out.append(dec.state.done())
-    except (ProviderError, IndexError) as exc:  # IndexError: parts/-1 on an empty list (general path)
+    except ProviderError as exc:
         error = f"{type(exc).__name__}: {exc}"
     return out, error, json.dumps(dec.v1.docs, sort_keys=True), dict(vars(dec.state))
 
@@ -589,3 +589,13 @@ def test_v1_fast_path_equals_general_path_after_a_patch_that_changes_the_message
 ])
 def test_v1_fast_path_equals_general_path_edge_cases(frames):
     assert _run_v1(frames, True) == _run_v1(frames, False)
+
+
+def test_negative_index_past_the_front_of_a_list_is_ignored() -> None:
+    """`parts/-1` on an empty list names no element: no IndexError (found by the fast-path property)."""
+    from chatcli.providers.chatgpt import v1
+
+    doc = {"message": {"content": {"parts": []}}}
+    assert v1.apply(doc, "/message/content/parts/-1", "replace", "x") == {"message": {"content": {"parts": []}}}
+    doc = {"message": {"content": {"parts": ["a", "b"]}}}
+    assert v1.apply(doc, "/message/content/parts/-1", "append", "c")["message"]["content"]["parts"] == ["a", "bc"]

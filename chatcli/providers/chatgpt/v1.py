@@ -38,7 +38,10 @@ def _index(container: list[Any], token: str) -> int | None:
         i = int(token)
     except ValueError:
         return None
-    return i if i >= 0 else len(container) + i
+    if i < 0:
+        i += len(container)  # -1: the last element; past the front of the list: no element
+        return i if i >= 0 else None
+    return i
 
 
 def _get(container: Any, token: str) -> Any:
