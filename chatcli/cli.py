@@ -5,6 +5,7 @@ No network library is imported at module level: `--help`, `--version`, `history`
 even imported. Completion callbacks live in chatcli.complete (local files only).
 """
 
+import os
 import sys
 from typing import Annotated
 
@@ -149,50 +150,6 @@ def _app():  # type: ignore[no-untyped-def]
     Delete = Annotated[bool, flag("--delete", "Delete conversation ID (locally; with --remote also on the provider).")]
     Rename = Annotated[S, opt("--rename", metavar="TITLE", help="Give conversation ID a new title.")]
 
-    def _turn(words: list[str] | None, continue_: bool, cid: str | None, parent: str | None, provider: str | None,
-              base_url: str | None, model: str | None, profile: str | None, bot_id: str | None,
-              system: str | None, jsonl: bool, raw: bool, timeout: float | None, retries: int | None,
-              api_version: str | None, temperature: float | None, max_tokens: int | None,
-              opts: list[str] | None, render: bool = False) -> None:
-        from chatcli.config import Options
-        from chatcli.errors import UsageError
-        from chatcli.prompt import build_prompt
-        from chatcli.run import TurnRequest, guard, run_turn
-
-        mode = "raw" if raw else "jsonl" if jsonl else "text"
-        for bad, msg in ((jsonl and raw, "--jsonl and --raw exclude each other"),
-                         (render and mode != "text", "--render goes with text output, not --jsonl or --raw")):
-            if bad:
-                from chatcli.output import make_writer as _mw
-
-                code = guard(lambda: (_ for _ in ()).throw(UsageError(msg)), _mw(mode if mode != "raw" else "text"))
-                raise typer.Exit(code)
-        prompt: list[str] = []
-
-        extra: dict[str, object] = {"api_version": api_version, "temperature": temperature,
-                                    "max_tokens": max_tokens}
-
-        def read() -> int:
-            for item in opts or ():
-                key, sep, value = item.partition("=")
-                if not sep or not key.strip():
-                    raise UsageError(f"--option wants KEY=VALUE, not {item!r}")
-                extra[key.strip()] = _option_value(value)
-            prompt.append(build_prompt(list(words or [])))
-            return 0
-
-        from chatcli.output import make_writer
-
-        writer = make_writer(mode)
-        code = guard(read, writer)
-        if code:
-            raise typer.Exit(code)
-        options = Options(provider=provider, profile=profile, base_url=base_url, model=model, bot_id=bot_id,
-                          system=system, timeout=timeout, retries=retries,
-                          extra=extra)
-        req = TurnRequest(prompt=prompt[0], mode=mode, options=options, continue_=continue_, cid=cid, parent=parent)
-        raise typer.Exit(run_turn(req, make_writer(mode, render=render)))
-
     @app.command(epilog=EPILOG_ASK)
     def ask(words: Prompt = None, provider: Provider = None, base_url: BaseUrl = None, model: Model = None,
             profile: Profile = None, bot_id: BotId = None, system: System = None, jsonl: Jsonl = False,
@@ -203,8 +160,8 @@ def _app():  # type: ignore[no-untyped-def]
 
         Only the answer goes to stdout; the conversation id, usage, notes and errors go to stderr.
         """
-        _turn(words, False, None, None, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
-              retries, api_version, temperature, max_tokens, option, render)
+        raise typer.Exit(run_ask(words, False, None, None, provider, base_url, model, profile, bot_id, system, jsonl,
+                                 raw, timeout, retries, api_version, temperature, max_tokens, option, render))
 
     @app.command("continue", epilog=EPILOG_CONTINUE)
     def continue_(words: Prompt = None, cid: Cid = None, parent: Parent = None,
@@ -217,8 +174,8 @@ def _app():  # type: ignore[no-untyped-def]
 
         The conversation's provider, profile, base URL, model and bot are reused.
         """
-        _turn(words, True, cid, parent, provider, base_url, model, profile, bot_id, system, jsonl, raw, timeout,
-              retries, api_version, temperature, max_tokens, option, render)
+        raise typer.Exit(run_ask(words, True, cid, parent, provider, base_url, model, profile, bot_id, system, jsonl,
+                                 raw, timeout, retries, api_version, temperature, max_tokens, option, render))
 
     @app.command(epilog=EPILOG_STOP)
     def stop(cid: StopCid = None) -> None:
@@ -311,11 +268,67 @@ def _option_value(value: str) -> object:
     return value
 
 
+def run_ask(words: list[str] | None, continue_: bool, cid: str | None, parent: str | None, provider: str | None,
+            base_url: str | None, model: str | None, profile: str | None, bot_id: str | None,
+            system: str | None, jsonl: bool, raw: bool, timeout: float | None, retries: int | None,
+            api_version: str | None, temperature: float | None, max_tokens: int | None,
+            opts: list[str] | None, render: bool = False) -> int:
+    """`ask` and `continue` once their arguments are parsed (by Typer, or by chatcli.fastargs)."""
+    from chatcli.config import Options
+    from chatcli.errors import UsageError
+    from chatcli.prompt import build_prompt
+    from chatcli.run import TurnRequest, guard, run_turn
+
+    mode = "raw" if raw else "jsonl" if jsonl else "text"
+    for bad, msg in ((jsonl and raw, "--jsonl and --raw exclude each other"),
+                     (render and mode != "text", "--render goes with text output, not --jsonl or --raw")):
+        if bad:
+            from chatcli.output import make_writer as _mw
+
+            return guard(lambda: (_ for _ in ()).throw(UsageError(msg)), _mw(mode if mode != "raw" else "text"))
+    prompt: list[str] = []
+
+    extra: dict[str, object] = {"api_version": api_version, "temperature": temperature,
+                                "max_tokens": max_tokens}
+
+    def read() -> int:
+        for item in opts or ():
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise UsageError(f"--option wants KEY=VALUE, not {item!r}")
+            extra[key.strip()] = _option_value(value)
+        prompt.append(build_prompt(list(words or [])))
+        return 0
+
+    from chatcli.output import make_writer
+
+    writer = make_writer(mode)
+    code = guard(read, writer)
+    if code:
+        return code
+    options = Options(provider=provider, profile=profile, base_url=base_url, model=model, bot_id=bot_id,
+                      system=system, timeout=timeout, retries=retries,
+                      extra=extra)
+    req = TurnRequest(prompt=prompt[0], mode=mode, options=options, continue_=continue_, cid=cid, parent=parent)
+    return run_turn(req, make_writer(mode, render=render))
+
+
 def main() -> None:
     argv = sys.argv[1:]
     if argv == ["--version"]:
         print(f"chatcli {__version__}")
         return
+    if argv[:1] in (["ask"], ["continue"]) and "_CHATCLI_COMPLETE" not in os.environ:
+        # The common case without Typer (~40 ms of start-up): a plain `ask`/`continue`
+        # command line; anything unusual (help, unknown options, odd forms) goes to Typer.
+        from chatcli import fastargs
+
+        parsed = fastargs.parse(argv)
+        if parsed is not None:
+            try:
+                sys.exit(run_ask(**parsed))
+            except KeyboardInterrupt:
+                sys.exit(130)
     app = _app()
     try:
         app(prog_name="chatcli")
