@@ -201,15 +201,19 @@ class TextWriter(Writer):
         if self.spinner is None and progress_allowed(self.err):
             self.spinner = Spinner(self.err, Style(True)).start()
 
-    def _text(self, text: str) -> None:
-        if not text:
-            return
+    def _before_text(self) -> None:
+        """The answer starts or goes on: erase the spinner, end a `thinking:` line on stderr."""
         if self.spinner is not None:
             self._stop_spinner()
         if self.in_reasoning:
             self.err.write("\n")
             self.err.flush()
             self.in_reasoning = False
+
+    def _text(self, text: str) -> None:
+        if not text:
+            return
+        self._before_text()
         self.out.write(text)
         self.out.flush()
         self.wrote_text = True

@@ -55,12 +55,7 @@ class RenderWriter(TextWriter):
     def _text(self, text: str) -> None:
         if not text:
             return
-        if self.spinner is not None:
-            self._stop_spinner()
-        if self.in_reasoning:
-            self.err.write("\n")
-            self.err.flush()
-            self.in_reasoning = False
+        self._before_text()
         self.parts.append(text)
         self.wrote_text = True
         if self.live is None:
