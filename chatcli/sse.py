@@ -10,11 +10,26 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import orjson
 from httpx_sse import ServerSentEvent
 from httpx_sse._decoders import SSELineDecoder
 
-__all__ = ["ServerSentEvent", "iter_sse", "iter_text"]
+from chatcli.errors import ProtocolError
+
+__all__ = ["ServerSentEvent", "iter_sse", "iter_text", "json_object"]
+
+
+def json_object(data: str, provider: str) -> dict[str, Any]:
+    """An event's `data` as a JSON object; ProtocolError (exit 6) for anything else."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise ProtocolError(f"{provider}: malformed JSON in the stream: {data[:120]!r}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(f"{provider}: unexpected stream data: {data[:120]!r}")
+    return obj
 
 
 def iter_text(chunks: Iterable[bytes]) -> Iterator[str]:

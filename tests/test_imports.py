@@ -34,22 +34,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, clean_env
 
-FORBIDDEN = {
-    "httpx", "httpcore", "httpx_sse", "h11", "h2", "anyio", "sniffio", "certifi", "idna",
-    "ssl", "_ssl", "socket", "websocket", "websockets", "llama_cpp", "rich", "pydantic", "pydantic_core",
-}
-FORBIDDEN_CHATCLI = {"chatcli.providers._http", "chatcli.providers.openai", "chatcli.providers.dify",
-                     "chatcli.providers.coze", "chatcli.providers.chatgpt", "chatcli.providers.local"}
-
-SITECUSTOMIZE = """\
-import atexit, os, sys
-_out = os.environ.get("CHATCLI_MODULES_OUT")
-if _out:
-    def _dump():
-        with open(_out, "w") as f:
-            f.write("\\n".join(sorted(sys.modules)))
-    atexit.register(_dump)
-"""
+from bench.importguard import SITECUSTOMIZE, forbidden  # noqa: E402
 
 COMPLETE = {"_CHATCLI_COMPLETE": "complete_bash", "COMP_WORDS": "chatcli hi", "COMP_CWORD": "1"}
 
@@ -83,7 +68,7 @@ def imported(tmp_path: Path, home: Path, args: list[str], extra: dict[str, str] 
 
 
 def _bad(mods: set[str]) -> list[str]:
-    return sorted(m for m in mods if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN_CHATCLI)
+    return forbidden(mods)
 
 
 CASES = {

@@ -18,7 +18,7 @@ from chatcli import events as ev
 from chatcli.errors import NotFound, ProtocolError, ProviderError, RateLimited, TransportError
 from chatcli.providers import _http
 from chatcli.providers.base import Provider, Turn, WireHook
-from chatcli.sse import iter_sse
+from chatcli.sse import iter_sse, json_object
 
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
 
@@ -66,12 +66,7 @@ class OpenAIDecoder:
         if data[:6] == "[DONE]" or (data[:1].isspace() and data.strip() == "[DONE]"):
             self.done = True
             return
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise ProtocolError(f"openai: malformed JSON in the stream: {data[:120]!r}") from None
-        if not isinstance(chunk, dict):
-            raise ProtocolError(f"openai: unexpected stream data: {data[:120]!r}")
+        chunk = json_object(data, "openai")
         self.chunks += 1
         if chunk.get("error"):
             raise _in_stream_error(chunk["error"])

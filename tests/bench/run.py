@@ -39,24 +39,8 @@ for p in (str(HERE), str(ROOT / "tests"), str(ROOT)):
 import decoders  # noqa: E402
 import streams  # noqa: E402
 from fixtures import find_console_script, find_llm, make_home, streamer  # noqa: E402
+from importguard import SITECUSTOMIZE, forbidden  # noqa: E402
 from proc import Run, clean_env, run  # noqa: E402
-
-# Modules that --help, --version, history, stop and a completion must not import.
-# (tests/test_imports.py holds the same list and says why each is there.)
-FORBIDDEN = ("httpx", "httpcore", "httpx_sse", "h11", "h2", "anyio", "sniffio", "certifi", "idna", "ssl",
-             "_ssl", "socket", "websocket", "websockets", "llama_cpp", "rich", "pydantic", "pydantic_core",
-             "chatcli.providers._http", "chatcli.providers.openai", "chatcli.providers.dify",
-             "chatcli.providers.coze", "chatcli.providers.chatgpt", "chatcli.providers.local")
-
-SITECUSTOMIZE = """\
-import atexit, os, sys
-_out = os.environ.get("CHATCLI_MODULES_OUT")
-if _out:
-    def _dump():
-        with open(_out, "w") as f:
-            f.write("\\n".join(sorted(sys.modules)))
-    atexit.register(_dump)
-"""
 
 
 def med(runs: list[Run], key: Callable[[Run], float | None] = lambda r: r.wall) -> float:
@@ -161,8 +145,7 @@ def startup(t: Table, tmp: Path, homes: dict[int, Path], rounds: int, llm: str |
         out.unlink(missing_ok=True)
         run(cmd, dict(env, PYTHONPATH=f"{site}{os.pathsep}{env['PYTHONPATH']}", CHATCLI_MODULES_OUT=str(out)))
         mods = set(out.read_text().split()) if out.exists() else {"<no module list written>"}
-        hit = sorted(m for m in mods if m.split(".")[0] in FORBIDDEN or m in FORBIDDEN
-                     or m == "<no module list written>")
+        hit = forbidden(mods) + sorted(m for m in mods if m == "<no module list written>")
         if hit:
             bad[name] = hit
     t.data["startup_forbidden"] = bad

@@ -19,9 +19,10 @@ from urllib.parse import urljoin
 import orjson
 
 from chatcli import events as ev
-from chatcli.errors import ChatCliError, ProtocolError, ProviderError, TransportError
+from chatcli.errors import ChatCliError, ProviderError, TransportError
 from chatcli.providers.dify.errors import clean_message, in_band_error
 from chatcli.providers.dify.think import ThinkFolder
+from chatcli.sse import json_object
 
 # Events that are never answer text; listed so that the catalogue is explicit (§3.2, §3.1).
 IGNORED = frozenset({
@@ -126,13 +127,7 @@ class DifyDecoder:
         """One SSE `data` payload (pings and empty data produce nothing)."""
         if not data or data.isspace():
             return []
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise ProtocolError(f"dify: malformed JSON in the stream: {data[:120]!r}") from None
-        if not isinstance(obj, dict):
-            raise ProtocolError(f"dify: unexpected stream data: {data[:120]!r}")
-        return self.feed_obj(obj)
+        return self.feed_obj(json_object(data, "dify"))
 
     def feed_obj(self, obj: dict[str, Any]) -> list[ev.Event]:
         """The events of one parsed event. A failure (an `error` event, a failed run) is
