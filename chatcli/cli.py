@@ -183,7 +183,7 @@ def _app():  # type: ignore[no-untyped-def]
 
         Exit 0 when an answer was stopped, 2 when nothing matching was in flight.
         """
-        from chatcli.run import guard
+        from chatcli.exits import guard
         from chatcli.stopcmd import stop as do_stop
 
         raise typer.Exit(guard(lambda: do_stop(cid)))
@@ -195,7 +195,7 @@ def _app():  # type: ignore[no-untyped-def]
         """List conversations, most recently used first; with an ID, show it as a dialogue."""
         from chatcli import historycmd
         from chatcli.errors import UsageError
-        from chatcli.run import guard
+        from chatcli.exits import guard
 
         def go() -> int:
             if delete or rename is not None:
@@ -223,7 +223,7 @@ def _app():  # type: ignore[no-untyped-def]
     ) -> None:
         """Show the settings `ask` would use (secrets masked) and where each came from."""
         from chatcli import configcmd
-        from chatcli.run import guard
+        from chatcli.exits import guard
 
         if init:
             raise typer.Exit(guard(lambda: configcmd.init(force=force)))
@@ -236,7 +236,7 @@ def _app():  # type: ignore[no-untyped-def]
     ) -> None:
         """Show where chatcli keeps its state and looks for its config file."""
         from chatcli import configcmd
-        from chatcli.run import guard
+        from chatcli.exits import guard
 
         raise typer.Exit(guard(lambda: configcmd.paths(only="state" if state else "config" if config else None)))
 
@@ -277,7 +277,8 @@ def run_ask(words: list[str] | None, continue_: bool, cid: str | None, parent: s
     from chatcli.config import Options
     from chatcli.errors import UsageError
     from chatcli.prompt import build_prompt
-    from chatcli.run import TurnRequest, guard, run_turn
+    from chatcli.exits import guard
+    from chatcli.run import TurnRequest, run_turn
 
     mode = "raw" if raw else "jsonl" if jsonl else "text"
     for bad, msg in ((jsonl and raw, "--jsonl and --raw exclude each other"),

@@ -3,26 +3,26 @@
 `run_turn` resolves settings, records the user's message and an in-flight record, runs
 the provider's stream (retrying only before the first answer byte), and always saves the
 answer with its status: complete, stopped (Ctrl-C, SIGTERM, `chatcli stop`) or failed,
-keeping the partial text. `guard` is the one place that maps exceptions to exit codes.
+keeping the partial text. Exceptions become exit codes in chatcli.exits (`guard`).
 """
 
 from __future__ import annotations
 
 import os
 import random
-import signal
-import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chatcli import events as ev
 from chatcli import store as st
 from chatcli.config import Options, Settings, resolve, state_dir
-from chatcli.errors import AuthError, ChatCliError, Stopped, UsageError, redact
+from chatcli.errors import AuthError, ChatCliError, Stopped, UsageError
+from chatcli.exits import Interrupts, error_event, guard, silence_stdout
 from chatcli.output import Writer, make_writer
+
+__all__ = ["TurnRequest", "guard", "run_turn"]
 
 # Seconds between checkpoints of a partial answer (a SIGKILL loses about this much; more
 # when checkpoints are slow, see _checkpoint).
@@ -30,7 +30,6 @@ CHECKPOINT_SECONDS = 1.0
 # Longest Retry-After honoured, and the total time retries may add.
 RETRY_AFTER_CAP = 30.0
 RETRY_DEADLINE = 120.0
-BUG_URL = "https://github.com/chatcli/chatcli/issues"
 
 
 @dataclass
@@ -41,77 +40,6 @@ class TurnRequest:
     continue_: bool = False
     cid: str | None = None
     parent: str | None = None
-
-
-class _Interrupts:
-    """SIGTERM (and SIGINT) raise Stopped in the main thread while armed (streaming).
-
-    Installed before the turn's first state write, so a `chatcli stop` (which only finds
-    processes with an in-flight record) never meets the default action that would kill
-    the process mid-turn: before streaming a signal is remembered and `arm()` raises it.
-    After the end signals are ignored (SIG_IGN: a Python handler would be reset to the
-    default action during interpreter shutdown), so a late or repeated signal cannot turn
-    an outcome already saved and printed into a death by signal. The turn is the last
-    thing a `chatcli ask/continue` process does.
-    """
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.signum: int | None = None
-
-    def _handler(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        if self.armed:
-            self.armed = False
-            raise Stopped("interrupted" if signum == signal.SIGINT else "stopped")
-
-    def arm(self) -> None:
-        if self.signum is not None:
-            raise Stopped("interrupted" if self.signum == signal.SIGINT else "stopped")
-        self.armed = True
-
-    def __enter__(self) -> _Interrupts:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.armed = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-
-
-def _error_event(exc: ChatCliError) -> ev.Error:
-    return ev.Error(code=exc.code, message=exc.message, status=exc.status, retryable=exc.retryable)
-
-
-def guard(fn: Callable[[], int], writer: Writer | None = None) -> int:
-    """Run a command; map every exception to one stderr line and the contract's exit code."""
-    writer = writer or make_writer("text")
-    try:
-        return fn()
-    except ChatCliError as exc:
-        writer.error(_error_event(exc), exc.hint)
-        return exc.exit_code
-    except (Stopped, KeyboardInterrupt):
-        return 130
-    except BrokenPipeError:
-        _silence_stdout()
-        return 141
-    except Exception as exc:  # a bug: say so, never a traceback unless asked
-        if os.environ.get("CHATCLI_DEBUG"):
-            raise
-        message = f"internal error: {type(exc).__name__}: {redact(str(exc))[:300]} (a bug: please report it at {BUG_URL}; CHATCLI_DEBUG=1 shows the traceback)"
-        writer.error(ev.Error(code="internal", message=message))
-        return 1
-
-
-def _silence_stdout() -> None:
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def run_turn(req: TurnRequest, writer: Writer | None = None) -> int:
@@ -224,7 +152,7 @@ class _Turn:
         conv["updated_at"] = now
         if conv.get("title") is None:
             conv["title"] = _title_from(self.req.prompt)
-        with _Interrupts() as self.interrupts:
+        with Interrupts() as self.interrupts:
             return self._record_and_stream(conv, settings, provider, turn, now, is_new)
 
     def _record_and_stream(self, conv: dict[str, Any], settings: Settings, provider: Any, turn: Any,
@@ -290,12 +218,12 @@ class _Turn:
             interrupts.armed = False
             self._finish("failed", error=exc.message)
             self._ensure_start()
-            self.writer.error(_error_event(exc), exc.hint)
+            self.writer.error(error_event(exc), exc.hint)
             return exc.exit_code
         except BrokenPipeError:
             interrupts.armed = False
             self._finish("stopped", error="the reader of stdout went away")
-            _silence_stdout()
+            silence_stdout()
             return 141
         except Exception as exc:
             interrupts.armed = False
@@ -308,7 +236,7 @@ class _Turn:
             exc = TransportError(f"the {settings.provider} stream ended before the answer was complete")
             self._finish("failed", error=exc.message)
             self._ensure_start()
-            self.writer.error(_error_event(exc), exc.hint)
+            self.writer.error(error_event(exc), exc.hint)
             return exc.exit_code
         reason = self.done.finish_reason or "stop"
         status = "stopped" if reason == "stopped" else "complete"
